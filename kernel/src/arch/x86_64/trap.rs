@@ -1,0 +1,285 @@
+//! CPU exceptions: a naked entry stub per vector saves the registers into a [`TrapFrame`] and
+//! calls [`dispatch`]. A page fault at a probe resumes at its fixup; every other exception is
+//! fatal: it is reported (vector, error code, registers, backtrace) and the machine stops
+//! with the fatal exit status.
+
+use core::mem::{offset_of, size_of};
+
+use x86_64::registers::control::Cr2;
+use x86_64::registers::segmentation::{CS, Segment};
+
+use super::{backtrace, extable, gdt, idt, stack};
+use crate::emergency_println;
+use crate::platform::exit::{ExitCode, exit};
+
+/// What the entry stub and the CPU leave on the stack, lowest address first.
+#[derive(Debug)]
+#[repr(C)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    /// The CPU's error code, or 0 for vectors without one.
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+// 15 saved registers, vector, error code, then the CPU's 5-word interrupt frame.
+const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
+const _: () = assert!(offset_of!(TrapFrame, vector) == 15 * 8);
+const _: () = assert!(offset_of!(TrapFrame, rip) == 17 * 8);
+
+#[unsafe(naked)]
+unsafe extern "C" fn trap_common() {
+    // On entry rsp is 16-byte aligned plus the CPU frame (40), error code and vector (16):
+    // 15 more pushes (120) bring it back to a 16-byte boundary for the call.
+    core::arch::naked_asm!(
+        "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
+        "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14",
+        "push r15",
+        "mov rdi, rsp",
+        "cld",
+        "call {dispatch}",
+        "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
+        "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+        "add rsp, 16",
+        "iretq",
+        dispatch = sym dispatch,
+    )
+}
+
+/// Entry stubs; `error_code` marks the vectors for which the CPU pushes one.
+macro_rules! entry_stubs {
+    ($($name:ident: $vector:literal $($error_code:ident)?;)*) => {
+        $(
+            #[unsafe(naked)]
+            unsafe extern "C" fn $name() {
+                core::arch::naked_asm!(
+                    entry_stubs!(@pad $($error_code)?),
+                    "push {vector}",
+                    "jmp {common}",
+                    vector = const $vector,
+                    common = sym trap_common,
+                )
+            }
+        )*
+        const ENTRY_STUBS: [unsafe extern "C" fn(); 32] = [$($name),*];
+    };
+    (@pad error_code) => { "" };
+    (@pad) => { "push 0" };
+}
+
+entry_stubs! {
+    divide_error: 0;
+    debug: 1;
+    nmi: 2;
+    breakpoint: 3;
+    overflow: 4;
+    bound_range: 5;
+    invalid_opcode: 6;
+    device_not_available: 7;
+    double_fault: 8 error_code;
+    coprocessor_segment_overrun: 9;
+    invalid_tss: 10 error_code;
+    segment_not_present: 11 error_code;
+    stack_segment_fault: 12 error_code;
+    general_protection: 13 error_code;
+    page_fault: 14 error_code;
+    reserved_15: 15;
+    x87_floating_point: 16;
+    alignment_check: 17 error_code;
+    machine_check: 18;
+    simd_floating_point: 19;
+    virtualization: 20;
+    control_protection: 21 error_code;
+    reserved_22: 22;
+    reserved_23: 23;
+    reserved_24: 24;
+    reserved_25: 25;
+    reserved_26: 26;
+    reserved_27: 27;
+    hypervisor_injection: 28;
+    vmm_communication: 29 error_code;
+    security: 30 error_code;
+    reserved_31: 31;
+}
+
+const EXCEPTION_NAMES: [&str; 32] = [
+    "divide-error",
+    "debug",
+    "nmi",
+    "breakpoint",
+    "overflow",
+    "bound-range",
+    "invalid-opcode",
+    "device-not-available",
+    "double-fault",
+    "coprocessor-segment-overrun",
+    "invalid-tss",
+    "segment-not-present",
+    "stack-segment-fault",
+    "general-protection",
+    "page-fault",
+    "reserved",
+    "x87-floating-point",
+    "alignment-check",
+    "machine-check",
+    "simd-floating-point",
+    "virtualization",
+    "control-protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "hypervisor-injection",
+    "vmm-communication",
+    "security",
+    "reserved",
+];
+
+const PAGE_FAULT: u64 = 14;
+
+fn ist_for(vector: usize) -> u16 {
+    match vector {
+        2 => stack::IST_NMI,
+        8 => stack::IST_DOUBLE_FAULT,
+        14 => stack::IST_PAGE_FAULT,
+        18 => stack::IST_MACHINE_CHECK,
+        _ => 0,
+    }
+}
+
+/// Loads the GDT/TSS and an IDT routing all 32 exception vectors to their stubs.
+pub fn init() {
+    gdt::init();
+    let code = CS::get_reg().0;
+    idt::load(
+        code,
+        ENTRY_STUBS
+            .iter()
+            .enumerate()
+            .map(|(vector, stub)| (vector as u8, *stub as usize as u64, ist_for(vector))),
+    );
+}
+
+extern "C" fn dispatch(frame: &mut TrapFrame) {
+    if frame.vector == PAGE_FAULT
+        && let Some(fixup) = extable::fixup_for(frame.rip)
+    {
+        frame.rip = fixup;
+        return;
+    }
+    fatal(frame)
+}
+
+fn page_fault_cause(error: u64) -> &'static str {
+    match (error & 1 != 0, error & 2 != 0, error & 16 != 0) {
+        (_, _, true) => "instruction fetch",
+        (false, true, _) => "write to a not-present page",
+        (false, false, _) => "read of a not-present page",
+        (true, true, _) => "write to a protected page",
+        (true, false, _) => "read of a protected page",
+    }
+}
+
+fn fatal(frame: &TrapFrame) -> ! {
+    let vector = frame.vector as usize;
+    let name = EXCEPTION_NAMES.get(vector).copied().unwrap_or("unknown");
+    let cr2 = Cr2::read_raw();
+    emergency_println!();
+    emergency_println!(
+        "!! FAULT: {name} (vector {vector}) error={:#x} rip={:#018x} cr2={cr2:#018x}",
+        frame.error_code,
+        frame.rip
+    );
+    let guard = (frame.vector == PAGE_FAULT)
+        .then(|| stack::guard_hit(cr2))
+        .flatten();
+    if frame.vector == PAGE_FAULT {
+        emergency_println!("!! {}", page_fault_cause(frame.error_code));
+    }
+    if let Some(stack) = guard {
+        emergency_println!(
+            "!! kernel stack overflow: {cr2:#x} is in the guard page of the '{}' stack",
+            stack.name
+        );
+    }
+    emergency_println!(
+        "!! rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
+        frame.rax,
+        frame.rbx,
+        frame.rcx,
+        frame.rdx
+    );
+    emergency_println!(
+        "!! rsi={:#018x} rdi={:#018x} rbp={:#018x} rsp={:#018x}",
+        frame.rsi,
+        frame.rdi,
+        frame.rbp,
+        frame.rsp
+    );
+    emergency_println!(
+        "!! r8 ={:#018x} r9 ={:#018x} r10={:#018x} r11={:#018x}",
+        frame.r8,
+        frame.r9,
+        frame.r10,
+        frame.r11
+    );
+    emergency_println!(
+        "!! r12={:#018x} r13={:#018x} r14={:#018x} r15={:#018x}",
+        frame.r12,
+        frame.r13,
+        frame.r14,
+        frame.r15
+    );
+    emergency_println!(
+        "!! cs={:#x} ss={:#x} rflags={:#x}",
+        frame.cs,
+        frame.ss,
+        frame.rflags
+    );
+    print_backtrace(frame.rip, frame.rbp);
+    match guard {
+        Some(stack) => emergency_println!(
+            "@janus abort kind=fault vector={vector} exception={name} error={:#x} rip={:#x} \
+             cr2={cr2:#x} guard={}",
+            frame.error_code,
+            frame.rip,
+            stack.name
+        ),
+        None => emergency_println!(
+            "@janus abort kind=fault vector={vector} exception={name} error={:#x} rip={:#x} \
+             cr2={cr2:#x}",
+            frame.error_code,
+            frame.rip
+        ),
+    }
+    exit(ExitCode::Fatal)
+}
+
+/// Prints `bt #N 0x...` lines, which `cargo xtask run` symbolizes.
+pub fn print_backtrace(rip: u64, rbp: u64) {
+    emergency_println!("backtrace:");
+    backtrace::walk(rip, rbp, |depth, address| {
+        emergency_println!("  bt #{depth} {address:#018x}");
+    });
+}

@@ -1,0 +1,7 @@
+//! Self-benchmarks: each prints one `@janus bench` line with min, median and p99.
+pub mod stats;
+
+#[cfg(target_os = "none")]
+mod cases;
+#[cfg(target_os = "none")]
+pub use cases::run_all;

@@ -1,0 +1,3 @@
+//! Boot protocols and the boot information they produce.
+pub mod cmdline;
+pub mod pvh;

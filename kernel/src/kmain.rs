@@ -1,0 +1,173 @@
+//! The boot sequence after an entry stub: validate what the host handed over, take over
+//! memory, pick the platform, then run the self-tests and benchmarks and stop.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use janus_hypercall::cpuid::{self, Detection};
+
+use crate::arch::{boot, cpu, trap};
+use crate::boot::cmdline;
+use crate::boot::pvh::{self, BootInfo, BootInfoError, PhysRead};
+use crate::mm::kernel_space;
+use crate::platform::exit::{ExitCode, exit};
+use crate::time::tsc::{self, Frequency};
+use crate::{emergency_println, println};
+
+/// The start info, memory map and command line lie where the boot stub's identity map reaches:
+/// the first 4 GiB, minus page 0 (a null pointer from the host is refused, not followed).
+struct BootWindow;
+
+const BOOT_WINDOW: core::ops::Range<u64> = 0x1000..(4 << 30);
+
+impl PhysRead for BootWindow {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), BootInfoError> {
+        let end = paddr.checked_add(buf.len() as u64);
+        if paddr < BOOT_WINDOW.start || end.is_none_or(|end| end > BOOT_WINDOW.end) {
+            return Err(BootInfoError::Unreadable {
+                what: "range",
+                paddr,
+                len: buf.len() as u64,
+            });
+        }
+        // SAFETY: the range lies in the boot stub's identity map (checked above) and is only
+        // read; RAM and ROM reads have no side effects.
+        unsafe {
+            core::ptr::copy_nonoverlapping(paddr as *const u8, buf.as_mut_ptr(), buf.len());
+        }
+        Ok(())
+    }
+}
+
+pub fn start_pvh(start_info_paddr: u64) -> ! {
+    crate::console::init();
+    trap::init();
+    println!(
+        "Janus {} (PVH entry, start info at {start_info_paddr:#x})",
+        env!("CARGO_PKG_VERSION")
+    );
+    let boot = match pvh::parse(&BootWindow, start_info_paddr) {
+        Ok(boot) => boot,
+        Err(e) => {
+            println!("janus: cannot boot: {e}");
+            println!("@janus abort kind=boot-info reason={}", e.reason());
+            exit(ExitCode::Fatal)
+        }
+    };
+    run(&boot)
+}
+
+fn run(boot: &BootInfo) -> ! {
+    let options = cmdline::parse(boot.cmdline(), |w| println!("warning: {w}"));
+    log::set_max_level(options.log_level);
+    log::info!("command line: '{}'", boot.cmdline());
+    for region in boot.memory_map.regions() {
+        log::debug!("memory: {region}");
+    }
+
+    let features = cpu::features();
+    if !features.nx {
+        println!("janus: cannot boot: the CPU has no NX (no-execute) bit; W^X needs it");
+        println!("@janus abort kind=unsupported-cpu reason=no-nx");
+        exit(ExitCode::Fatal)
+    }
+    let hypervisor = cpuid::detect();
+    let memory = match kernel_space::init(boot, &features) {
+        Ok(memory) => memory,
+        Err(e) => {
+            println!("janus: cannot set up memory: {e}");
+            println!("@janus abort kind=memory reason=init");
+            exit(ExitCode::Fatal)
+        }
+    };
+    log::info!(
+        "memory: {} MiB usable, {} frames free, {} KiB heap",
+        memory.usable_bytes >> 20,
+        memory.free_frames,
+        memory.heap_bytes >> 10
+    );
+    let frequency = tsc_frequency(&hypervisor);
+
+    let tsc_khz = frequency.map_or(0, |f| f.hz / 1000);
+    let onoff = |b| if b { "on" } else { "off" };
+    let tsc_source: &dyn core::fmt::Display = match &frequency {
+        Some(f) => &f.source,
+        None => &"none",
+    };
+    println!(
+        "@janus env hypervisor={} boot=pvh paging=direct clock=tsc console=com1 cpus=1 \
+         mem_mib={} tsc_khz={tsc_khz} tsc_source={} nx=on smep={} smap={} umip={}",
+        hypervisor.hypervisor,
+        memory.usable_bytes >> 20,
+        tsc_source,
+        onoff(features.smep),
+        onoff(features.smap),
+        onoff(features.umip),
+    );
+    let ready = cpu::rdtsc_ordered();
+
+    let seed = options.seed.unwrap_or(ready);
+    let summary = crate::selftest::run_all(seed);
+    if let Some(test) = options.selftest {
+        crate::selftest::provoke::run(test);
+    }
+    crate::bench::run_all(frequency);
+
+    let boot_cycles = ready - boot::boot_tsc();
+    match frequency {
+        Some(f) => println!(
+            "@janus done tests_passed={} tests_failed={} boot_us={}",
+            summary.passed,
+            summary.failed,
+            f.micros(boot_cycles)
+        ),
+        None => println!(
+            "@janus done tests_passed={} tests_failed={} boot_cycles={boot_cycles}",
+            summary.passed, summary.failed
+        ),
+    }
+    exit(if summary.failed == 0 {
+        ExitCode::Passed
+    } else {
+        ExitCode::TestFailed
+    })
+}
+
+fn tsc_frequency(hypervisor: &Detection) -> Option<Frequency> {
+    if let Some(f) = tsc::from_cpuid(cpuid::cpuid, hypervisor) {
+        return Some(f);
+    }
+    // SAFETY: nothing else uses the PIT, and interrupts are off, so reprogramming channel 0
+    // raises nothing.
+    let mut pit = unsafe { janus_drivers::pit::PortPit::new() };
+    match tsc::from_pit(&mut pit, cpu::rdtsc_ordered) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            println!("warning: TSC calibration failed: {e}; benchmarks are reported in cycles");
+            None
+        }
+    }
+}
+
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    if PANICKING.swap(true, Ordering::SeqCst) {
+        emergency_println!("PANIC while panicking: {}", info.message());
+        exit(ExitCode::Fatal)
+    }
+    emergency_println!();
+    match info.location() {
+        Some(l) => emergency_println!("!! PANIC at {}:{}: {}", l.file(), l.line(), info.message()),
+        None => emergency_println!("!! PANIC: {}", info.message()),
+    }
+    trap::print_backtrace(
+        panic as *const () as u64,
+        crate::arch::backtrace::current_frame(),
+    );
+    match info.location() {
+        Some(l) => emergency_println!("@janus abort kind=panic location={}:{}", l.file(), l.line()),
+        None => emergency_println!("@janus abort kind=panic"),
+    }
+    exit(ExitCode::Fatal)
+}

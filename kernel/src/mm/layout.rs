@@ -1,0 +1,32 @@
+//! The kernel's virtual address space.
+//!
+//! | range | what |
+//! |---|---|
+//! | `0x0` | page 0, never mapped (null dereferences fault) |
+//! | `0x1000..` | physical memory, identity-mapped RW+NX (usable RAM and ACPI tables) |
+//! | `0x100000..__kernel_end` | the kernel image: text RX, rodata R, data/bss/stacks RW+NX |
+//! | `HEAP_START..` | the heap |
+//! | `MAPPER_TEST_WINDOW..` | scratch pages of the mapper self-test |
+//! | `BENCH_PAGE`, `UNMAPPED_PROBE_PAGE` | benchmark pages |
+//!
+//! Identity is the natural choice for both entries: PVH starts with paging off, and a Xen PV
+//! guest starts with its pseudo-physical memory mapped at `VIRT_BASE` 0.
+
+use x86_64::{PhysAddr, VirtAddr};
+
+pub const HEAP_START: u64 = 0xffff_9000_0000_0000;
+pub const MAX_HEAP_SIZE: u64 = 64 << 20;
+pub const MIN_HEAP_SIZE: u64 = 1 << 20;
+
+pub const MAPPER_TEST_WINDOW: u64 = 0xffff_a000_0000_0000;
+/// 128 MiB: 32768 slots, so 10,000 random pages rarely collide, and at most 64 level-1 tables.
+pub const MAPPER_TEST_WINDOW_SIZE: u64 = 128 << 20;
+
+pub const BENCH_PAGE: u64 = 0xffff_b000_0000_0000;
+/// Never mapped: the page-fault benchmark and self-test read it.
+pub const UNMAPPED_PROBE_PAGE: u64 = 0xffff_b000_0020_0000;
+
+/// Where the kernel reaches physical memory.
+pub fn phys_to_virt(addr: PhysAddr) -> VirtAddr {
+    VirtAddr::new(addr.as_u64())
+}

@@ -1,0 +1,33 @@
+//! Stopping the machine with a status the host can read: QEMU's isa-debug-exit device at port
+//! 0xf4 turns a written value `v` into the QEMU exit status `(v << 1) | 1`.
+
+use x86_64::instructions::port::Port;
+
+const ISA_DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// The exit statuses of the output contract (DESIGN.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// All self-tests passed (QEMU status 33).
+    Passed = 0x10,
+    /// A self-test failed (QEMU status 35).
+    TestFailed = 0x11,
+    /// Panic, unexpected fault or unusable boot information (QEMU status 37).
+    Fatal = 0x12,
+}
+
+pub fn exit(code: ExitCode) -> ! {
+    // SAFETY: writing the debug-exit port either stops the VM or is ignored; it touches no
+    // memory.
+    unsafe { Port::<u8>::new(ISA_DEBUG_EXIT_PORT).write(code as u8) };
+    crate::emergency_println!(
+        "janus: port {ISA_DEBUG_EXIT_PORT:#x} did not stop the machine (no isa-debug-exit \
+         device); halting with status {:#x}",
+        code as u8
+    );
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}

@@ -1,0 +1,2 @@
+//! Time: the TSC and where its frequency comes from.
+pub mod tsc;
