@@ -126,7 +126,7 @@ fn map_identity(
     const HUGE: u64 = 2 << 20;
     let mut addr = range.start;
     while addr < range.end {
-        if addr % HUGE == 0 && addr + HUGE <= range.end {
+        if addr.is_multiple_of(HUGE) && addr + HUGE <= range.end {
             mapper.map_2mib(
                 Page::<Size2MiB>::containing_address(VirtAddr::new(addr)),
                 PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(addr)),

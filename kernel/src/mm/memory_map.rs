@@ -214,6 +214,10 @@ impl MemoryMap {
             if index >= MAX_REGIONS || first_bad_entry.is_some() {
                 continue;
             }
+            // An all-zero entry is an unused table slot, not a region: QEMU 7.2's microvm
+            // firmware (qboot) reports one after its last real entry. Seen on every
+            // `-M microvm` PVH boot here; a zero-length entry with an address or type is
+            // still refused below.
             if (start, len, type_number) == (0, 0, 0) {
                 continue;
             }
@@ -228,12 +232,12 @@ impl MemoryMap {
                 first_bad_entry = Some(MemoryMapError::Overflow { index, start, len });
                 continue;
             }
-            map.regions[index] = Region {
+            map.regions[map.len] = Region {
                 start,
                 len,
                 kind: RegionKind::from_type(type_number),
             };
-            map.len = index + 1;
+            map.len += 1;
         }
         if count > MAX_REGIONS {
             return Err(MemoryMapError::TooManyEntries { count });
@@ -396,6 +400,21 @@ mod tests {
             MemoryMap::from_entries([(0x10_0000, 0x100_0000, RAM), (0x10_0000, 0x100_0000, RAM)])
                 .unwrap_err();
         assert_eq!(err.reason(), "memory-map-overlap");
+    }
+
+    #[test]
+    fn all_zero_unused_slots_are_skipped_wherever_they_are() {
+        let map = MemoryMap::from_entries([
+            (0, 0x9_fc00, RAM),
+            (0, 0, 0),
+            (0x10_0000, 0x100_0000, RAM),
+            (0, 0, 0),
+        ])
+        .unwrap();
+        assert_eq!(map.regions().len(), 2);
+        assert_eq!(map.regions()[1].start, 0x10_0000);
+        let err = MemoryMap::from_entries([(0x10_0000, 0x100_0000, RAM), (0, 0, RAM)]).unwrap_err();
+        assert_eq!(err, MemoryMapError::ZeroLength { index: 1 });
     }
 
     #[test]

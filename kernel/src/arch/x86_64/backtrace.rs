@@ -15,7 +15,7 @@ pub fn walk(rip: u64, rbp: u64, mut visit: impl FnMut(usize, u64)) {
         let Some(stack) = stack::containing(frame) else {
             return;
         };
-        if frame % 8 != 0 || !stack.contains(frame + 15) {
+        if !frame.is_multiple_of(8) || !stack.contains(frame + 15) {
             return;
         }
         let words = frame as *const u64;

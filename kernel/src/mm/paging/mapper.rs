@@ -632,11 +632,14 @@ mod tests {
             match next() % 4 {
                 0 | 1 => {
                     let r = m.map(page(va), frame(pa), RW_NX, &mut f);
-                    if model.contains_key(&va) {
-                        assert_eq!(r, Err(MapperError::AlreadyMapped(VirtAddr::new(va))));
-                    } else {
-                        r.unwrap();
-                        model.insert(va, (pa, true));
+                    match model.entry(va) {
+                        std::collections::btree_map::Entry::Occupied(_) => {
+                            assert_eq!(r, Err(MapperError::AlreadyMapped(VirtAddr::new(va))));
+                        }
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            r.unwrap();
+                            slot.insert((pa, true));
+                        }
                     }
                 }
                 2 => match (m.unmap(page(va)), model.remove(&va)) {
