@@ -1,0 +1,215 @@
+//! Helpers for the boot tests: boot the image named by `JANUS_KERNEL` under QEMU and check
+//! the parsed `@janus` records (never the human-readable text, unless a test is about it).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use xtask::qemu::{Env, Kvm, Machine, MemSize, Outcome, RunConfig, Stream};
+use xtask::report::{self, Report, Verdict};
+
+/// No boot test may take longer; a TCG boot takes well under 5 s.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Self-tests every healthy boot runs.
+pub const REQUIRED_TESTS: [&str; 4] = [
+    "frame-allocator",
+    "heap",
+    "mapper",
+    "no-writable-executable",
+];
+
+/// Benchmarks every healthy boot reports.
+pub const REQUIRED_BENCHES: [&str; 5] = [
+    "rdtsc",
+    "cpuid",
+    "pte-map-unmap",
+    "page-fault",
+    "heap-alloc-free",
+];
+
+/// The kernel image under test.
+pub fn kernel_image() -> PathBuf {
+    match std::env::var_os(xtask::test::KERNEL_ENV) {
+        Some(path) => PathBuf::from(path),
+        None => panic!("run the boot tests through `cargo xtask test`"),
+    }
+}
+
+/// One finished boot.
+pub struct Boot {
+    pub config: RunConfig,
+    pub outcome: Outcome,
+    pub report: Report,
+    pub verdict: Verdict,
+}
+
+/// Boots the kernel in `env` on `machine` with `mem` and `cmdline`.
+///
+/// `Env::Kvm` on a host without /dev/kvm fails the test with the reason, never falls back.
+pub fn boot(env: Env, machine: Machine, mem: &str, cmdline: &str) -> Boot {
+    let accel = env
+        .resolve(&Kvm::probe())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .accel;
+    let mut config = RunConfig::new(accel, machine, kernel_image());
+    config.mem = mem.parse::<MemSize>().unwrap_or_else(|e| panic!("{e}"));
+    config.cmdline = cmdline.to_string();
+    config.timeout = BOOT_TIMEOUT;
+    // libtest captures this and shows it only for a failing test.
+    let outcome = config
+        .run(&mut |stream, line| match stream {
+            Stream::Console => println!("{line}"),
+            Stream::Qemu => println!("qemu: {line}"),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = Report::from_lines(&outcome.console);
+    let verdict = report::verdict(&config.label(), &config.cmdline, &outcome, &report);
+    println!("{verdict}");
+    Boot {
+        config,
+        outcome,
+        report,
+        verdict,
+    }
+}
+
+impl Boot {
+    /// Fails the test with `problem` and the verdict.
+    #[track_caller]
+    pub fn fail(&self, problem: &str) -> ! {
+        panic!("{}: {problem}\n{}", self.config.label(), self.verdict)
+    }
+
+    /// Fails the test with `problem` unless `ok`.
+    #[track_caller]
+    pub fn check(&self, ok: bool, problem: impl FnOnce() -> String) {
+        if !ok {
+            self.fail(&problem());
+        }
+    }
+
+    /// The env line's value for `key`, failing the test when it is missing.
+    pub fn env_value(&self, key: &str) -> &str {
+        self.report
+            .env_value(key)
+            .unwrap_or_else(|| self.fail(&format!("no `{key}=` on the `@janus env` line")))
+    }
+
+    /// `mem_mib` from the env line.
+    pub fn mem_mib(&self) -> u64 {
+        let value = self.env_value("mem_mib");
+        value
+            .parse()
+            .unwrap_or_else(|_| self.fail(&format!("mem_mib={value} is not a number")))
+    }
+
+    /// Checks everything a clean boot promises: exit 0, the platform on the env line, all
+    /// tests passed and the required ones present, the required benches plausible, and a
+    /// `done` line.
+    #[track_caller]
+    pub fn assert_healthy(&self, hypervisor: &str) {
+        self.check(self.verdict.exit_code() == 0, || "expected exit 0".into());
+        for (key, expected) in [
+            ("hypervisor", hypervisor),
+            ("boot", "pvh"),
+            ("paging", "direct"),
+        ] {
+            let found = self.env_value(key);
+            self.check(found == expected, || {
+                format!("env {key}={found}, expected {expected}")
+            });
+        }
+        for test in &self.report.tests {
+            self.check(test.pass, || {
+                format!("test {} failed: {:?}", test.name, test.reason)
+            });
+        }
+        for name in REQUIRED_TESTS {
+            self.check(self.report.test(name).is_some(), || {
+                format!("self-test {name} missing")
+            });
+        }
+        for id in REQUIRED_BENCHES {
+            let Some(b) = self.report.bench(id) else {
+                self.fail(&format!("bench {id} missing"));
+            };
+            self.check(b.n > 0, || format!("bench {id} has n=0"));
+            self.check(b.min <= b.median && b.median <= b.p99, || {
+                format!(
+                    "bench {id}: min={} median={} p99={} out of order",
+                    b.min, b.median, b.p99
+                )
+            });
+        }
+        let Some(done) = &self.report.done else {
+            self.fail("no `@janus done` line");
+        };
+        self.check(done.tests_failed == 0, || {
+            format!("done says tests_failed={}", done.tests_failed)
+        });
+        self.check(done.boot_us > 0, || "done says boot_us=0".into());
+    }
+
+    /// Checks that `mem_mib` is at most `mib` and at most a few MiB under it: firmware and
+    /// the legacy hole below 1 MiB take a little.
+    #[track_caller]
+    pub fn assert_mem_near(&self, mib: u64) {
+        let found = self.mem_mib();
+        self.check(found <= mib && found + 4 >= mib, || {
+            format!("mem_mib={found}, expected a little under {mib}")
+        });
+    }
+
+    /// Checks a run that stopped on a page fault, with a backtrace.
+    #[track_caller]
+    pub fn assert_page_fault(&self) {
+        self.check(self.verdict.exit_code() == 2, || "expected exit 2".into());
+        self.check(self.outcome.status == Some(report::STATUS_ABORTED), || {
+            format!("QEMU status {:?}, expected 37", self.outcome.status)
+        });
+        let Some(abort) = &self.report.abort else {
+            self.fail("no `@janus abort` line");
+        };
+        for (key, expected) in [("vector", "14"), ("exception", "page-fault")] {
+            let found = abort.get(key);
+            self.check(found == Some(expected), || {
+                format!("abort {key}={found:?}, expected {expected}")
+            });
+        }
+        self.check(abort.kind == "fault", || {
+            format!("abort kind={}, expected fault", abort.kind)
+        });
+        self.check(self.report.backtrace.iter().any(|f| f.index == 0), || {
+            "no `bt #0` line".into()
+        });
+    }
+}
+
+/// A command line of `len` printable, non-space ASCII bytes, the same on every run.
+pub fn garbage_cmdline(len: usize) -> String {
+    // A fixed-seed xorshift: deterministic without a dependency.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // '!' (0x21) to '~' (0x7e): printable and never a space.
+            char::from(b'!' + (state % 94) as u8)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_cmdline_is_long_printable_varied_and_stable() {
+        let a = garbage_cmdline(4096);
+        assert_eq!(a.len(), 4096);
+        assert!(a.bytes().all(|b| b.is_ascii_graphic()));
+        assert!(a.bytes().collect::<std::collections::BTreeSet<_>>().len() > 80);
+        assert_eq!(a, garbage_cmdline(4096));
+    }
+}

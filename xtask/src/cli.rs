@@ -1,0 +1,205 @@
+//! The `cargo xtask` command line.
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+
+use crate::{build, lint, run, test};
+
+/// An error that stops a subcommand; its message says what to do.
+pub type Failure = Box<dyn std::error::Error>;
+
+/// The exit code for usage errors and for anything that stopped a subcommand.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Build, boot and test the Janus kernel.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the kernel (release) and print the image path as the last line.
+    Build(build::Args),
+    /// Boot the kernel under QEMU, stream its console and judge the run
+    /// (exit 0 passed, 1 a test failed, 2 anything else).
+    Run(run::Args),
+    /// Host unit tests, then boot tests; ends with one line `N passed, M failed`.
+    Test(test::Args),
+    /// rustfmt and clippy over the whole workspace, for the kernel target and the host.
+    Lint(lint::Args),
+}
+
+impl Command {
+    /// Runs the subcommand; the result is the process exit code.
+    pub fn run(&self) -> Result<u8, Failure> {
+        match self {
+            Command::Build(args) => build::run(args),
+            Command::Run(args) => run::run(args),
+            Command::Test(args) => test::run(args),
+            Command::Lint(args) => lint::run(args),
+        }
+    }
+}
+
+/// A clap error squeezed onto one line, ending with where to find help.
+pub fn one_line_error(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let mut parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
+        .collect();
+    if let Some(first) = parts.first_mut() {
+        *first = first.trim_start_matches("error: ");
+    }
+    format!(
+        "error: {}; see `cargo xtask --help` or `cargo xtask <command> --help`",
+        parts.join(" ")
+    )
+}
+
+/// The `cargo xtask` entry point.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            let _ = e.print();
+            let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                EXIT_ERROR
+            } else {
+                0
+            };
+            return ExitCode::from(code);
+        }
+        Err(e) => {
+            eprintln!("{}", one_line_error(&e));
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match cli.command.run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::qemu::{Env, Machine};
+
+    fn parse<const N: usize>(args: [&str; N]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(args)
+    }
+
+    fn error_line(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(args).expect_err("these arguments are wrong");
+        one_line_error(&e)
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_match_the_documentation() {
+        let Command::Run(args) = parse(["xtask", "run"]).unwrap().command else {
+            panic!("not run");
+        };
+        assert_eq!(args.env, Env::Auto);
+        assert_eq!(args.machine, Machine::Microvm);
+        assert_eq!(args.mem.mib(), 128);
+        assert_eq!(args.cmdline, "");
+        assert_eq!(args.timeout, 120);
+        assert_eq!(args.image, None);
+    }
+
+    #[test]
+    fn run_takes_every_option() {
+        let Command::Run(args) = parse([
+            "xtask",
+            "run",
+            "--env",
+            "kvm",
+            "--machine",
+            "q35",
+            "--mem",
+            "3G",
+            "--cmdline",
+            "-x selftest=fault",
+            "--timeout",
+            "5",
+            "--image",
+            "/tmp/k",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not run");
+        };
+        assert_eq!(args.env, Env::Kvm);
+        assert_eq!(args.machine, Machine::Q35);
+        assert_eq!(args.mem.mib(), 3072);
+        assert_eq!(args.cmdline, "-x selftest=fault");
+        assert_eq!(args.timeout, 5);
+        assert_eq!(args.image.as_deref(), Some(Path::new("/tmp/k")));
+    }
+
+    #[test]
+    fn bad_env_lists_the_choices_on_one_line() {
+        let line = error_line(&["xtask", "run", "--env", "xen"]);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("'xen'"), "{line}");
+        assert!(line.contains("auto, kvm, tcg"), "{line}");
+        assert!(line.ends_with("--help`"), "{line}");
+    }
+
+    #[test]
+    fn bad_machine_mem_and_timeout_are_refused_on_one_line() {
+        for (args, expected) in [
+            (
+                &["xtask", "run", "--machine", "isapc"][..],
+                "microvm, pc, q35",
+            ),
+            (
+                &["xtask", "run", "--mem", "12X"][..],
+                "write it like 128M or 3G",
+            ),
+            (&["xtask", "run", "--timeout", "0"][..], "--timeout"),
+            (&["xtask", "run", "--timeout", "soon"][..], "--timeout"),
+            (&["xtask", "frobnicate"][..], "frobnicate"),
+            (&["xtask", "build", "--release"][..], "--release"),
+        ] {
+            let line = error_line(args);
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.contains(expected), "{args:?}: {line}");
+        }
+    }
+
+    #[test]
+    fn every_subcommand_has_help() {
+        for sub in ["build", "run", "test", "lint"] {
+            let e = parse(["xtask", sub, "--help"]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{sub}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! `cargo xtask`: builds the Janus kernel, boots it under QEMU and judges its output.
+//!
+//! The subcommands (`build`, `run`, `test`, `lint`) are one module each with a `run()`.
+//! The parts the boot tests reuse are plain library modules: [`qemu`] turns a
+//! [`qemu::RunConfig`] into a QEMU command and runs it with a timeout, [`report`] parses the
+//! kernel's `@janus` lines and turns a run into a [`report::Verdict`], and [`symbolize`]
+//! resolves backtrace addresses against the kernel ELF.
+
+pub mod build;
+pub mod cli;
+pub mod host;
+pub mod libtest;
+pub mod lint;
+pub mod qemu;
+pub mod report;
+pub mod run;
+pub mod symbolize;
+pub mod test;
+pub mod workspace;

@@ -1,0 +1,713 @@
+//! Booting the kernel under QEMU: which environment, which machine, the command line, and a
+//! run that streams the console and enforces a timeout.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+
+use crate::host;
+
+/// The QEMU binary, looked up on `PATH`.
+pub const PROGRAM: &str = "qemu-system-x86_64";
+
+/// Firmware for `-M pc` / `-M q35`: SeaBIOS takes 3.6–5 s under this project's KVM, qboot
+/// 0.15 s (ENVIRONMENTS.md).
+pub const QBOOT_ROM: &str = "/usr/share/qemu/qboot.rom";
+
+/// The KVM device whose read-write open decides whether KVM is usable.
+pub const KVM_DEVICE: &str = "/dev/kvm";
+
+/// The isa-debug-exit port the kernel writes its exit value to (DESIGN.md, output contract).
+pub const DEBUG_EXIT_IOBASE: u16 = 0xf4;
+
+/// Where the kernel should run, as the user asks for it on the command line.
+///
+/// New environments (Xen PVH, Xen PV) become new variants here, resolved in
+/// [`Env::resolve`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Env {
+    /// KVM when /dev/kvm opens read-write, TCG otherwise.
+    Auto,
+    /// QEMU with KVM; fails when /dev/kvm does not open.
+    Kvm,
+    /// QEMU's software emulation (TCG).
+    Tcg,
+}
+
+/// QEMU's accelerator: what an [`Env`] resolves to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// The `-accel` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    /// The `-cpu` value.
+    pub fn cpu(self) -> &'static str {
+        match self {
+            // Under this project's KVM (kvm_pvm) `-cpu host` and `-cpu max` abort with
+            // "failed to set MSR 0x10a" (IA32_ARCH_CAPABILITIES); dropping that MSR works
+            // (ENVIRONMENTS.md).
+            Accel::Kvm => "host,-arch-capabilities",
+            Accel::Tcg => "max",
+        }
+    }
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether KVM can be used on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kvm {
+    /// /dev/kvm opens read-write.
+    Opens,
+    /// It does not; the reason is the OS error, e.g. "No such file or directory".
+    DoesNotOpen(String),
+}
+
+impl Kvm {
+    /// Opens /dev/kvm read-write, which is exactly what QEMU needs to use it.
+    pub fn probe() -> Kvm {
+        Kvm::probe_device(Path::new(KVM_DEVICE))
+    }
+
+    fn probe_device(path: &Path) -> Kvm {
+        match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(_) => Kvm::Opens,
+            Err(e) => Kvm::DoesNotOpen(host::io_reason(&e)),
+        }
+    }
+}
+
+/// An [`Env`] resolved on this host, with the reason for the choice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub accel: Accel,
+    pub why: String,
+}
+
+/// An environment that cannot run here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnvError {
+    KvmUnavailable { reason: String },
+}
+
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvError::KvmUnavailable { reason } => write!(
+                f,
+                "--env kvm needs {KVM_DEVICE}, which does not open read-write here ({reason}); \
+                 use --env tcg, or --env auto to take KVM only where it works"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EnvError {}
+
+impl Env {
+    /// Picks the accelerator; `kvm` never falls back silently to TCG.
+    pub fn resolve(self, kvm: &Kvm) -> Result<Resolved, EnvError> {
+        match (self, kvm) {
+            (Env::Tcg, _) => Ok(Resolved {
+                accel: Accel::Tcg,
+                why: "asked for with --env tcg".into(),
+            }),
+            (Env::Kvm | Env::Auto, Kvm::Opens) => Ok(Resolved {
+                accel: Accel::Kvm,
+                why: format!("{KVM_DEVICE} opens read-write"),
+            }),
+            (Env::Auto, Kvm::DoesNotOpen(reason)) => Ok(Resolved {
+                accel: Accel::Tcg,
+                why: format!("{KVM_DEVICE} does not open: {reason}"),
+            }),
+            (Env::Kvm, Kvm::DoesNotOpen(reason)) => Err(EnvError::KvmUnavailable {
+                reason: reason.clone(),
+            }),
+        }
+    }
+}
+
+/// QEMU's machine type (`-M`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Machine {
+    /// Minimal virtio-mmio machine, no PCI, no firmware.
+    Microvm,
+    /// i440FX PC, booted through qboot.
+    Pc,
+    /// Q35 PC with PCIe, booted through qboot.
+    Q35,
+}
+
+impl Machine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Pc => "pc",
+            Machine::Q35 => "q35",
+        }
+    }
+
+    /// The `-bios` image this machine boots with, when not QEMU's default.
+    pub fn firmware(self) -> Option<&'static str> {
+        match self {
+            Machine::Microvm => None,
+            Machine::Pc | Machine::Q35 => Some(QBOOT_ROM),
+        }
+    }
+}
+
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Guest RAM in MiB, written like QEMU's `-m`: `128M`, `3G`, or a bare number of MiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemSize {
+    mib: u64,
+}
+
+impl MemSize {
+    pub const fn from_mib(mib: u64) -> MemSize {
+        MemSize { mib }
+    }
+
+    pub fn mib(self) -> u64 {
+        self.mib
+    }
+}
+
+impl FromStr for MemSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<MemSize, String> {
+        let bad = || format!("'{s}' is not a memory size; write it like 128M or 3G");
+        let (digits, scale) = match s.as_bytes().last() {
+            Some(b'M' | b'm') => (&s[..s.len() - 1], 1),
+            Some(b'G' | b'g') => (&s[..s.len() - 1], 1024),
+            _ => (s, 1),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let mib = digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .ok_or_else(bad)?;
+        if mib == 0 {
+            return Err(format!("memory size '{s}' is zero; give at least 16M"));
+        }
+        Ok(MemSize { mib })
+    }
+}
+
+impl fmt::Display for MemSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mib.is_multiple_of(1024) {
+            write!(f, "{}G", self.mib / 1024)
+        } else {
+            write!(f, "{}M", self.mib)
+        }
+    }
+}
+
+/// Everything one boot needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunConfig {
+    pub accel: Accel,
+    pub machine: Machine,
+    pub mem: MemSize,
+    /// The kernel command line (`-append`), passed to QEMU as one argument.
+    pub cmdline: String,
+    /// The kernel ELF.
+    pub image: PathBuf,
+    /// QEMU is killed when the run takes longer.
+    pub timeout: Duration,
+}
+
+impl RunConfig {
+    pub const DEFAULT_MEM: MemSize = MemSize::from_mib(128);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+    /// A run with the default memory, empty command line and default timeout.
+    pub fn new(accel: Accel, machine: Machine, image: PathBuf) -> RunConfig {
+        RunConfig {
+            accel,
+            machine,
+            mem: RunConfig::DEFAULT_MEM,
+            cmdline: String::new(),
+            image,
+            timeout: RunConfig::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The environment as verdicts name it, e.g. `tcg/microvm`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.accel, self.machine)
+    }
+
+    /// The QEMU command; stdio is set up by [`RunConfig::run`].
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(PROGRAM);
+        command
+            .args(["-accel", self.accel.name()])
+            .args(["-M", self.machine.name()])
+            .arg("-m")
+            .arg(self.mem.to_string())
+            .args(["-cpu", self.accel.cpu()])
+            // Checked on microvm, pc and q35: with no display and no monitor, `-serial
+            // stdio` puts COM1, and only COM1, on QEMU's stdout.
+            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+            .arg("-no-reboot")
+            .arg("-kernel")
+            .arg(&self.image)
+            .arg("-append")
+            .arg(&self.cmdline)
+            .arg("-device")
+            .arg(format!(
+                "isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=4"
+            ));
+        if let Some(firmware) = self.machine.firmware() {
+            command.args(["-bios", firmware]);
+        }
+        command
+    }
+
+    /// Boots, handing each output line to `sink` as it arrives, and kills QEMU at the
+    /// timeout.
+    pub fn run(&self, sink: &mut dyn FnMut(Stream, &str)) -> Result<Outcome, RunError> {
+        run_with_timeout(self.command(), self.timeout, sink)
+    }
+}
+
+/// Where an output line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// The guest's serial console (QEMU's stdout).
+    Console,
+    /// QEMU's own messages (its stderr).
+    Qemu,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// QEMU's exit status; `None` when it was killed by a signal (including by the timeout).
+    pub status: Option<i32>,
+    /// Set to the limit when QEMU was killed for running too long.
+    pub timed_out_after: Option<Duration>,
+    /// Console lines, without line endings.
+    pub console: Vec<String>,
+    /// QEMU's stderr lines.
+    pub stderr: Vec<String>,
+}
+
+impl Outcome {
+    /// The last console line with any text on it.
+    pub fn last_console_line(&self) -> Option<&str> {
+        self.console
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty())
+    }
+}
+
+/// QEMU could not be run at all.
+#[derive(Debug)]
+pub enum RunError {
+    Spawn { program: String, source: io::Error },
+    Wait(io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Spawn { program, source } => write!(
+                f,
+                "cannot start {program}: {source}; `cargo xtask run` installs QEMU when run as root"
+            ),
+            RunError::Wait(e) => write!(f, "lost track of QEMU: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+enum Event {
+    Line(Stream, String),
+    Closed,
+}
+
+/// Runs `command` with stdin closed, streaming its stdout and stderr lines to `sink`, and
+/// kills it once `timeout` has passed.
+pub fn run_with_timeout(
+    mut command: Command,
+    timeout: Duration,
+    sink: &mut dyn FnMut(Stream, &str),
+) -> Result<Outcome, RunError> {
+    let deadline = Instant::now() + timeout;
+    let mut child = KillOnDrop(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| RunError::Spawn {
+                program: command.get_program().to_string_lossy().into_owned(),
+                source,
+            })?,
+    );
+    let (sender, events) = mpsc::channel();
+    let readers = [
+        child
+            .0
+            .stdout
+            .take()
+            .map(|out| forward_lines(out, Stream::Console, sender.clone())),
+        child
+            .0
+            .stderr
+            .take()
+            .map(|err| forward_lines(err, Stream::Qemu, sender.clone())),
+    ];
+    drop(sender);
+
+    let mut outcome = Outcome::default();
+    let mut record = |outcome: &mut Outcome, stream, line: String| {
+        sink(stream, &line);
+        match stream {
+            Stream::Console => outcome.console.push(line),
+            Stream::Qemu => outcome.stderr.push(line),
+        }
+    };
+    let mut open = readers.iter().flatten().count();
+    while open > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(Event::Line(stream, line)) => record(&mut outcome, stream, line),
+            Ok(Event::Closed) => open -= 1,
+            // Whether QEMU is still running is decided below, not by the silence.
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = match wait_until(&mut child.0, deadline).map_err(RunError::Wait)? {
+        Some(status) => status,
+        None => {
+            outcome.timed_out_after = Some(timeout);
+            // Killing closes the pipes, so the readers finish and the drain below ends.
+            let _ = child.0.kill();
+            child.0.wait().map_err(RunError::Wait)?
+        }
+    };
+    // A partial last line (no newline before the kill) arrives only now.
+    for event in events.iter() {
+        if let Event::Line(stream, line) = event {
+            record(&mut outcome, stream, line);
+        }
+    }
+    for reader in readers.into_iter().flatten() {
+        let _ = reader.join();
+    }
+    outcome.status = status.code();
+    Ok(outcome)
+}
+
+/// Kills QEMU if the run is abandoned early (an error, or a panic in the line sink), so no
+/// guest outlives the tool or the test that started it.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Polls for the child's exit until `deadline`; `None` means it is still running.
+fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+) -> io::Result<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn forward_lines(
+    pipe: impl Read + Send + 'static,
+    stream: Stream,
+    sender: Sender<Event>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    while buf.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+                        buf.pop();
+                    }
+                    // The guest may print anything; a stray byte must not end the run.
+                    let line = String::from_utf8_lossy(&buf).into_owned();
+                    if sender.send(Event::Line(stream, line)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = sender.send(Event::Closed);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(command: &Command) -> Vec<String> {
+        command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn value_of(args: &[String], flag: &str) -> Option<String> {
+        let at = args.iter().position(|a| a == flag)?;
+        args.get(at + 1).cloned()
+    }
+
+    fn config(accel: Accel, machine: Machine) -> RunConfig {
+        RunConfig::new(accel, machine, PathBuf::from("/tmp/janus"))
+    }
+
+    #[test]
+    fn tcg_microvm_command_is_exactly_the_documented_one() {
+        let mut c = config(Accel::Tcg, Machine::Microvm);
+        c.cmdline = "selftest=fault log=debug".into();
+        let command = c.command();
+        assert_eq!(command.get_program(), PROGRAM);
+        assert_eq!(
+            args(&command),
+            [
+                "-accel",
+                "tcg",
+                "-M",
+                "microvm",
+                "-m",
+                "128M",
+                "-cpu",
+                "max",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-kernel",
+                "/tmp/janus",
+                "-append",
+                "selftest=fault log=debug",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=4",
+            ]
+        );
+    }
+
+    #[test]
+    fn kvm_uses_host_cpu_without_arch_capabilities() {
+        let a = args(&config(Accel::Kvm, Machine::Microvm).command());
+        assert_eq!(value_of(&a, "-accel").as_deref(), Some("kvm"));
+        assert_eq!(
+            value_of(&a, "-cpu").as_deref(),
+            Some("host,-arch-capabilities")
+        );
+    }
+
+    #[test]
+    fn pc_and_q35_boot_through_qboot_and_microvm_does_not() {
+        for machine in [Machine::Pc, Machine::Q35] {
+            let a = args(&config(Accel::Tcg, machine).command());
+            assert_eq!(value_of(&a, "-M").as_deref(), Some(machine.name()));
+            assert_eq!(value_of(&a, "-bios").as_deref(), Some(QBOOT_ROM));
+        }
+        let a = args(&config(Accel::Kvm, Machine::Microvm).command());
+        assert!(!a.iter().any(|x| x == "-bios"));
+    }
+
+    #[test]
+    fn empty_cmdline_is_still_passed_as_an_argument() {
+        let a = args(&config(Accel::Tcg, Machine::Microvm).command());
+        assert_eq!(value_of(&a, "-append").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn label_names_accel_and_machine() {
+        assert_eq!(config(Accel::Tcg, Machine::Microvm).label(), "tcg/microvm");
+        assert_eq!(config(Accel::Kvm, Machine::Q35).label(), "kvm/q35");
+    }
+
+    #[test]
+    fn mem_sizes_parse_like_qemu() {
+        assert_eq!("128M".parse::<MemSize>().unwrap().mib(), 128);
+        assert_eq!("128m".parse::<MemSize>().unwrap().mib(), 128);
+        assert_eq!("3G".parse::<MemSize>().unwrap().mib(), 3072);
+        assert_eq!("64".parse::<MemSize>().unwrap().mib(), 64);
+        for bad in ["", "M", "12X", "-5M", "1.5G", "0M", "99999999999999999999G"] {
+            assert!(bad.parse::<MemSize>().is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn mem_sizes_print_in_the_largest_whole_unit() {
+        assert_eq!(MemSize::from_mib(3072).to_string(), "3G");
+        assert_eq!(MemSize::from_mib(16).to_string(), "16M");
+        assert_eq!(MemSize::from_mib(1536).to_string(), "1536M");
+    }
+
+    #[test]
+    fn auto_takes_kvm_only_when_it_opens() {
+        let kvm = Env::Auto.resolve(&Kvm::Opens).unwrap();
+        assert_eq!(kvm.accel, Accel::Kvm);
+        let tcg = Env::Auto
+            .resolve(&Kvm::DoesNotOpen("No such file or directory".into()))
+            .unwrap();
+        assert_eq!(tcg.accel, Accel::Tcg);
+        assert_eq!(tcg.why, "/dev/kvm does not open: No such file or directory");
+    }
+
+    #[test]
+    fn kvm_without_dev_kvm_is_an_error_not_a_fallback() {
+        let err = Env::Kvm
+            .resolve(&Kvm::DoesNotOpen("Permission denied".into()))
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("Permission denied"), "{message}");
+        assert!(message.contains("--env tcg"), "{message}");
+        assert!(!message.contains('\n'));
+    }
+
+    #[test]
+    fn tcg_is_tcg_even_where_kvm_works() {
+        assert_eq!(Env::Tcg.resolve(&Kvm::Opens).unwrap().accel, Accel::Tcg);
+    }
+
+    #[test]
+    fn kvm_probe_reports_why_the_device_does_not_open() {
+        let missing = Kvm::probe_device(Path::new("/nonexistent/janus/kvm"));
+        assert_eq!(
+            missing,
+            Kvm::DoesNotOpen("No such file or directory".into())
+        );
+        let file = std::env::temp_dir().join(format!("janus-kvm-probe-{}", std::process::id()));
+        std::fs::write(&file, b"").unwrap();
+        let opens = Kvm::probe_device(&file);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(opens, Kvm::Opens);
+    }
+
+    fn shell(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn run_streams_both_outputs_and_returns_the_status() {
+        let mut seen = Vec::new();
+        let outcome = run_with_timeout(
+            shell("printf 'one\\r\\ntwo\\n'; echo oops >&2; printf 'partial'; exit 33"),
+            Duration::from_secs(10),
+            &mut |stream, line| seen.push((stream, line.to_string())),
+        )
+        .unwrap();
+        assert_eq!(outcome.status, Some(33));
+        assert_eq!(outcome.timed_out_after, None);
+        assert_eq!(outcome.console, ["one", "two", "partial"]);
+        assert_eq!(outcome.stderr, ["oops"]);
+        assert!(seen.contains(&(Stream::Console, "two".into())));
+        assert!(seen.contains(&(Stream::Qemu, "oops".into())));
+        assert_eq!(outcome.last_console_line(), Some("partial"));
+    }
+
+    #[test]
+    fn run_kills_at_the_timeout_and_keeps_what_was_printed() {
+        let start = Instant::now();
+        let outcome = run_with_timeout(
+            shell("echo started; exec sleep 30"),
+            Duration::from_millis(300),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(outcome.timed_out_after, Some(Duration::from_millis(300)));
+        assert_eq!(outcome.status, None);
+        assert_eq!(outcome.console, ["started"]);
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_panicking_sink_does_not_leave_the_guest_running() {
+        let mut pid = None;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_with_timeout(
+                shell("echo $$; exec sleep 30"),
+                Duration::from_secs(20),
+                &mut |_, line| {
+                    pid = Some(line.to_string());
+                    panic!("sink gives up");
+                },
+            )
+        }));
+        assert!(result.is_err());
+        let pid = pid.expect("the child printed its pid");
+        assert!(
+            !Path::new("/proc").join(&pid).exists(),
+            "process {pid} is still there"
+        );
+    }
+
+    #[test]
+    fn run_reports_a_missing_program() {
+        let err = run_with_timeout(
+            Command::new("/nonexistent/qemu-system-x86_64"),
+            Duration::from_secs(1),
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot start"), "{err}");
+    }
+}
