@@ -55,6 +55,31 @@ fn tcg_stack_overflow_is_reported() {
 }
 
 #[test]
+fn tcg_panic_is_reported_with_location() {
+    let run = boot(Env::Tcg, Machine::Microvm, "128M", "selftest=panic");
+    run.check(run.verdict.exit_code() == 2, || "expected exit 2".into());
+    let Some(abort) = &run.report.abort else {
+        run.fail("no `@janus abort` line");
+    };
+    run.check(abort.kind == "panic", || {
+        format!("abort kind={}", abort.kind)
+    });
+    run.check(
+        abort
+            .get("location")
+            .is_some_and(|l| l.starts_with("kernel/src/selftest/provoke.rs:")),
+        || format!("abort location={:?}", abort.get("location")),
+    );
+    run.check(
+        run.outcome
+            .console
+            .iter()
+            .any(|l| l.contains("panicking on purpose")),
+        || "the panic message is not on the console".into(),
+    );
+}
+
+#[test]
 fn tcg_16m_boots() {
     let run = boot(Env::Tcg, Machine::Microvm, "16M", "");
     run.assert_healthy("tcg");

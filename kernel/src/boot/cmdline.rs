@@ -81,6 +81,8 @@ pub enum SelfTest {
     Fault,
     /// `selftest=stack-overflow`: recurse into the stack's guard page.
     StackOverflow,
+    /// `selftest=panic`: panic on purpose.
+    Panic,
 }
 
 /// The options the kernel understands.
@@ -88,7 +90,7 @@ pub enum SelfTest {
 pub struct Options {
     /// `log=error|warn|info|debug|trace|off`; default `info`.
     pub log_level: LevelFilter,
-    /// `selftest=fault|stack-overflow`; default none.
+    /// `selftest=fault|stack-overflow|panic`; default none.
     pub selftest: Option<SelfTest>,
     /// `seed=<u64>`, decimal or `0x` hexadecimal; default none.
     pub seed: Option<u64>,
@@ -145,7 +147,7 @@ impl fmt::Display for Warning<'_> {
 }
 
 const LOG_LEVELS: &str = "error|warn|info|debug|trace|off";
-const SELFTESTS: &str = "fault|stack-overflow";
+const SELFTESTS: &str = "fault|stack-overflow|panic";
 const SEED: &str = "a decimal or 0x-prefixed hexadecimal u64";
 
 /// Parses `cmdline` into [`Options`], calling `warn` for each word it ignores. When a key
@@ -204,6 +206,7 @@ fn parse_selftest(value: &str) -> Option<SelfTest> {
     match value {
         "fault" => Some(SelfTest::Fault),
         "stack-overflow" => Some(SelfTest::StackOverflow),
+        "panic" => Some(SelfTest::Panic),
         _ => None,
     }
 }
@@ -364,7 +367,7 @@ mod tests {
             warnings,
             [
                 "bad value 'loud' for 'log' (expected error|warn|info|debug|trace|off) ignored",
-                "bad value 'explode' for 'selftest' (expected fault|stack-overflow) ignored",
+                "bad value 'explode' for 'selftest' (expected fault|stack-overflow|panic) ignored",
                 "bad value '12ab' for 'seed' (expected a decimal or 0x-prefixed hexadecimal \
                  u64) ignored",
                 "bad value '' for 'seed' (expected a decimal or 0x-prefixed hexadecimal u64) \

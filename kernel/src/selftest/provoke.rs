@@ -1,5 +1,5 @@
-//! Faults on purpose, selected by `selftest=` on the command line, to prove that faults are
-//! reported and stop the machine with the fatal status instead of hanging or triple-faulting.
+//! Faults and panics on purpose, selected by `selftest=` on the command line, to prove that
+//! they are reported and stop the machine with the fatal status instead of hanging or triple-faulting.
 
 use crate::arch::stack;
 use crate::boot::cmdline::SelfTest;
@@ -21,6 +21,7 @@ pub fn run(test: SelfTest) -> ! {
             println!("selftest=stack-overflow: recursing until the main stack runs out");
             recurse(0);
         }
+        SelfTest::Panic => panic!("selftest=panic: panicking on purpose"),
     }
     panic!("selftest={test:?} did not fault")
 }
