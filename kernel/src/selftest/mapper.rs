@@ -10,7 +10,7 @@ use x86_64::structures::paging::{Page, PageTableFlags as Flags};
 
 use super::{Outcome, ensure};
 use crate::arch::extable::probe_read_u8;
-use crate::mm::kernel_space;
+use crate::mm::kernel_space::{self, KernelSpace};
 use crate::mm::layout::{MAPPER_TEST_WINDOW, MAPPER_TEST_WINDOW_SIZE, phys_to_virt};
 
 const PAGES: usize = 10_000;
@@ -168,5 +168,3 @@ pub fn run(seed: u64) -> Outcome {
         "pages={PAGES} round={round} seed={seed:#x}"
     )))
 }
-
-use kernel_space::KernelSpace;

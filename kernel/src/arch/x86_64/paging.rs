@@ -2,9 +2,9 @@
 //! TLB entries with `invlpg`. Right on bare metal, under hardware-assisted paging (EPT/NPT),
 //! under TCG, and under shadow-paging KVM (which traps the writes behind the guest's back).
 
+use x86_64::VirtAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
-use x86_64::{PhysAddr, VirtAddr};
 
 use crate::mm::layout::phys_to_virt;
 use crate::mm::paging::entry::ENTRIES;
@@ -75,9 +75,4 @@ impl PageTableBackend for DirectBackend {
     }
 
     fn flush(&mut self) {}
-}
-
-/// The physical address of the active top-level table.
-pub fn active_root() -> PhysAddr {
-    Cr3::read().0.start_address()
 }
