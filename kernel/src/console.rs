@@ -1,13 +1,79 @@
-//! The kernel console: COM1 behind `print!`/`println!` and the `log` facade.
+//! The kernel console behind `print!`/`println!` and the `log` facade. It starts on COM1
+//! and moves once at boot if the platform needs it: under Xen, COM1 belongs to Xen and a
+//! dom0's writes to it are dropped, so text goes through the `console_io` hypercall, or to
+//! port 0xe9 (Xen's and QEMU's debug port) where that hypercall is refused.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use janus_drivers::uart16550::{COM1, Uart16550};
 use log::{LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
+use x86_64::instructions::port::Port;
 
-// SAFETY: COM1 is owned by the console; nothing else in the kernel programs it.
-static SERIAL: Mutex<Uart16550> = Mutex::new(unsafe { Uart16550::new(COM1) });
+/// Where console text goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Sink {
+    Com1 = 0,
+    XenConsoleIo = 1,
+    DebugPort = 2,
+}
+
+impl Sink {
+    /// The env line's `console=` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Com1 => "com1",
+            Self::XenConsoleIo => "xen-console-io",
+            Self::DebugPort => "port-e9",
+        }
+    }
+}
+
+const DEBUG_PORT: u16 = 0xe9;
+
+static SINK: AtomicU8 = AtomicU8::new(Sink::Com1 as u8);
+
+pub fn sink() -> Sink {
+    match SINK.load(Ordering::Relaxed) {
+        1 => Sink::XenConsoleIo,
+        2 => Sink::DebugPort,
+        _ => Sink::Com1,
+    }
+}
+
+/// Sends console text to `sink` from now on. `XenConsoleIo` needs the hypercall page.
+pub fn set_sink(sink: Sink) {
+    SINK.store(sink as u8, Ordering::Relaxed);
+}
+
+/// Writes to the sink without any lock.
+struct SinkWriter;
+
+impl Write for SinkWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match sink() {
+            Sink::Com1 => {
+                // SAFETY: COM1 belongs to the console, and writers take PRINT_LOCK (except
+                // the fatal path, see `emergency_print`).
+                let mut serial = unsafe { Uart16550::new(COM1) };
+                serial.write_str(s)
+            }
+            Sink::XenConsoleIo => match crate::platform::xen::hypercalls() {
+                Some(xen) => xen.console_write(s.as_bytes()).map_err(|_| fmt::Error),
+                None => Err(fmt::Error),
+            },
+            Sink::DebugPort => {
+                for byte in s.bytes() {
+                    // SAFETY: the debug port only prints the byte; it touches no memory.
+                    unsafe { Port::<u8>::new(DEBUG_PORT).write(byte) };
+                }
+                Ok(())
+            }
+        }
+    }
+}
 
 static LOGGER: Logger = Logger;
 
@@ -29,24 +95,29 @@ impl Log for Logger {
 
 /// Programs COM1 and installs the logger at `info`; the command line may change the level.
 pub fn init() {
-    SERIAL.lock().init();
+    let _guard = PRINT_LOCK.lock();
+    // SAFETY: COM1 belongs to the console; PRINT_LOCK is held.
+    unsafe { Uart16550::new(COM1) }.init();
     // Only fails when a logger is already set, i.e. on a second call, which is harmless.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(LevelFilter::Info);
 }
 
+/// Serializes whole `print!` calls so lines do not interleave.
+static PRINT_LOCK: Mutex<()> = Mutex::new(());
+
 pub fn print(args: fmt::Arguments<'_>) {
+    let _guard = PRINT_LOCK.lock();
     // The console is the only output; a write error has nowhere to be reported.
-    let _ = SERIAL.lock().write_fmt(args);
+    let _ = SinkWriter.write_fmt(args);
 }
 
 /// Writes without taking the console lock: for fault and panic reports, which may interrupt
 /// code that holds it. Output may interleave with the interrupted line; it never deadlocks.
+/// The fatal path stops the machine right after, so racing a writer that holds the lock
+/// costs at most a garbled line.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
-    // SAFETY: a second handle to COM1; the fatal path stops the machine right after, so the
-    // two handles never program the UART concurrently in a way that matters.
-    let mut serial = unsafe { Uart16550::new(COM1) };
-    let _ = serial.write_fmt(args);
+    let _ = SinkWriter.write_fmt(args);
 }
 
 #[macro_export]

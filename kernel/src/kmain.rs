@@ -8,10 +8,14 @@ use janus_hypercall::cpuid::{self, Detection};
 use crate::arch::{boot, cpu, trap};
 use crate::boot::cmdline;
 use crate::boot::pvh::{self, BootInfo, BootInfoError, PhysRead};
+use crate::console::{self, Sink};
 use crate::mm::kernel_space;
+use crate::mm::memory_map::{MAX_REGIONS, MemoryMap};
 use crate::platform::exit::{ExitCode, exit};
+use crate::platform::xen::{self, Xen};
 use crate::time::tsc::{self, Frequency};
 use crate::{emergency_println, println};
+use janus_hypercall::xen::ops::{E820_ENTRY_SIZE, e820_entries};
 
 /// The start info, memory map and command line lie where the boot stub's identity map reaches:
 /// the first 4 GiB, minus page 0 (a null pointer from the host is refused, not followed).
@@ -39,13 +43,39 @@ impl PhysRead for BootWindow {
 }
 
 pub fn start_pvh(start_info_paddr: u64) -> ! {
-    crate::console::init();
+    console::init();
     trap::init();
+    let hypervisor = cpuid::detect();
+    let xen = xen::init(&hypervisor);
+    if let Some(xen) = &xen {
+        // Only dom0 may write Xen's console; a domU is refused and uses the debug port.
+        let sink = match xen.hypercalls.console_write(b"") {
+            Ok(()) => Sink::XenConsoleIo,
+            Err(_) => Sink::DebugPort,
+        };
+        console::set_sink(sink);
+    }
     println!(
         "Janus {} (PVH entry, start info at {start_info_paddr:#x})",
         env!("CARGO_PKG_VERSION")
     );
-    let boot = match pvh::parse(&BootWindow, start_info_paddr) {
+    let xen_map = xen.as_ref().and_then(|xen| {
+        let mut raw = [0u8; MAX_REGIONS * E820_ENTRY_SIZE];
+        match xen.hypercalls.memory_map(&mut raw) {
+            Ok(entries) => match MemoryMap::from_entries(e820_entries(entries)) {
+                Ok(map) => Some(map),
+                Err(e) => {
+                    println!("warning: Xen's memory map (XENMEM_memory_map) is unusable: {e}");
+                    None
+                }
+            },
+            Err(e) => {
+                println!("warning: XENMEM_memory_map failed: {e}");
+                None
+            }
+        }
+    });
+    let boot = match pvh::parse(&BootWindow, start_info_paddr, xen_map) {
         Ok(boot) => boot,
         Err(e) => {
             println!("janus: cannot boot: {e}");
@@ -53,11 +83,18 @@ pub fn start_pvh(start_info_paddr: u64) -> ! {
             exit(ExitCode::Fatal)
         }
     };
-    run(&boot)
+    run(&boot, &hypervisor, xen.as_ref())
 }
 
-fn run(boot: &BootInfo) -> ! {
+fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
     let options = cmdline::parse(boot.cmdline(), |w| println!("warning: {w}"));
+    if options.paging == Some(cmdline::Paging::XenPv) {
+        println!(
+            "warning: paging=xen-pv refused: page-table updates by hypercall need a Xen PV \
+             boot, and this is a PVH boot (hypervisor={}); using paging=direct",
+            hypervisor.hypervisor
+        );
+    }
     log::set_max_level(options.log_level);
     log::info!("command line: '{}'", boot.cmdline());
     for region in boot.memory_map.regions() {
@@ -70,7 +107,6 @@ fn run(boot: &BootInfo) -> ! {
         println!("@janus abort kind=unsupported-cpu reason=no-nx");
         exit(ExitCode::Fatal)
     }
-    let hypervisor = cpuid::detect();
     let memory = match kernel_space::init(boot, &features) {
         Ok(memory) => memory,
         Err(e) => {
@@ -85,7 +121,7 @@ fn run(boot: &BootInfo) -> ! {
         memory.free_frames,
         memory.heap_bytes >> 10
     );
-    let frequency = tsc_frequency(&hypervisor);
+    let frequency = tsc_frequency(hypervisor);
 
     let tsc_khz = frequency.map_or(0, |f| f.hz / 1000);
     let onoff = |b| if b { "on" } else { "off" };
@@ -93,10 +129,15 @@ fn run(boot: &BootInfo) -> ! {
         Some(f) => &f.source,
         None => &"none",
     };
+    let xen_version = match xen {
+        Some(xen) => alloc::format!(" xen={}.{}", xen.version.major, xen.version.minor),
+        None => alloc::string::String::new(),
+    };
     println!(
-        "@janus env hypervisor={} boot=pvh paging=direct clock=tsc console=com1 cpus=1 \
-         mem_mib={} tsc_khz={tsc_khz} tsc_source={} nx=on smep={} smap={} umip={}",
+        "@janus env hypervisor={} boot=pvh paging=direct clock=tsc console={} cpus=1 \
+         mem_mib={} tsc_khz={tsc_khz} tsc_source={} nx=on smep={} smap={} umip={}{xen_version}",
         hypervisor.hypervisor,
+        console::sink().name(),
         memory.usable_bytes >> 20,
         tsc_source,
         onoff(features.smep),
@@ -106,11 +147,11 @@ fn run(boot: &BootInfo) -> ! {
     let ready = cpu::rdtsc_ordered();
 
     let seed = options.seed.unwrap_or(ready);
-    let summary = crate::selftest::run_all(seed);
+    let summary = crate::selftest::run_all(seed, xen);
     if let Some(test) = options.selftest {
         crate::selftest::provoke::run(test);
     }
-    crate::bench::run_all(frequency);
+    crate::bench::run_all(frequency, xen);
 
     let boot_cycles = ready - boot::boot_tsc();
     match frequency {

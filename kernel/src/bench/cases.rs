@@ -13,6 +13,7 @@ use crate::arch::cpu::rdtsc_ordered;
 use crate::arch::extable::probe_read_u8;
 use crate::mm::kernel_space;
 use crate::mm::layout::{BENCH_PAGE, UNMAPPED_PROBE_PAGE};
+use crate::platform::xen::Xen;
 use crate::println;
 use crate::time::tsc::Frequency;
 
@@ -58,8 +59,9 @@ fn report(id: &str, mut samples: Vec<u64>, tsc: Option<Frequency>) {
     }
 }
 
-/// Runs every benchmark. `tsc` converts cycles to ns; without it results stay in cycles.
-pub fn run_all(tsc: Option<Frequency>) {
+/// Runs every benchmark that applies here. `tsc` converts cycles to ns; without it results
+/// stay in cycles.
+pub fn run_all(tsc: Option<Frequency>, xen: Option<&Xen>) {
     report("rdtsc", measure(|| {}), tsc);
 
     report(
@@ -69,6 +71,16 @@ pub fn run_all(tsc: Option<Frequency>) {
         }),
         tsc,
     );
+
+    if let Some(xen) = xen {
+        report(
+            "hypercall",
+            measure(|| {
+                black_box(xen.hypercalls.xen_version()).expect("xen_version worked at boot");
+            }),
+            tsc,
+        );
+    }
 
     let page = Page::containing_address(VirtAddr::new(BENCH_PAGE));
     let samples = kernel_space::with(|space| {

@@ -85,6 +85,15 @@ pub enum SelfTest {
     Panic,
 }
 
+/// How page tables are updated, when the command line forces a choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paging {
+    /// `paging=direct`: PTEs written in place (any boot but Xen PV).
+    Direct,
+    /// `paging=xen-pv`: `mmu_update` hypercalls (a Xen PV boot only).
+    XenPv,
+}
+
 /// The options the kernel understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -94,6 +103,8 @@ pub struct Options {
     pub selftest: Option<SelfTest>,
     /// `seed=<u64>`, decimal or `0x` hexadecimal; default none.
     pub seed: Option<u64>,
+    /// `paging=direct|xen-pv`; default: what the boot protocol calls for.
+    pub paging: Option<Paging>,
 }
 
 impl Default for Options {
@@ -102,6 +113,7 @@ impl Default for Options {
             log_level: LevelFilter::Info,
             selftest: None,
             seed: None,
+            paging: None,
         }
     }
 }
@@ -149,6 +161,7 @@ impl fmt::Display for Warning<'_> {
 const LOG_LEVELS: &str = "error|warn|info|debug|trace|off";
 const SELFTESTS: &str = "fault|stack-overflow|panic";
 const SEED: &str = "a decimal or 0x-prefixed hexadecimal u64";
+const PAGING: &str = "direct|xen-pv";
 
 /// Parses `cmdline` into [`Options`], calling `warn` for each word it ignores. When a key
 /// appears twice, the last valid value wins, as on Linux.
@@ -163,6 +176,7 @@ pub fn parse(cmdline: &str, mut warn: impl FnMut(Warning<'_>)) -> Options {
             "log" => LOG_LEVELS,
             "selftest" => SELFTESTS,
             "seed" => SEED,
+            "paging" => PAGING,
             _ => {
                 warn(Warning::UnknownOption { key });
                 continue;
@@ -175,6 +189,7 @@ pub fn parse(cmdline: &str, mut warn: impl FnMut(Warning<'_>)) -> Options {
         let accepted = match key {
             "log" => parse_level(value).map(|level| options.log_level = level),
             "selftest" => parse_selftest(value).map(|test| options.selftest = Some(test)),
+            "paging" => parse_paging(value).map(|paging| options.paging = Some(paging)),
             _ => parse_u64(value).map(|seed| options.seed = Some(seed)),
         };
         if accepted.is_none() {
@@ -200,6 +215,14 @@ fn parse_level(value: &str) -> Option<LevelFilter> {
     .into_iter()
     .find(|(name, _)| value.eq_ignore_ascii_case(name))
     .map(|(_, level)| level)
+}
+
+fn parse_paging(value: &str) -> Option<Paging> {
+    match value {
+        "direct" => Some(Paging::Direct),
+        "xen-pv" => Some(Paging::XenPv),
+        _ => None,
+    }
 }
 
 fn parse_selftest(value: &str) -> Option<SelfTest> {
@@ -311,7 +334,8 @@ mod tests {
 
     #[test]
     fn known_options_are_parsed() {
-        let (options, warnings) = parse_collecting("log=debug\tselftest=stack-overflow  seed=0x2A");
+        let (options, warnings) =
+            parse_collecting("log=debug\tselftest=stack-overflow  seed=0x2A paging=xen-pv");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
             options,
@@ -319,7 +343,16 @@ mod tests {
                 log_level: LevelFilter::Debug,
                 selftest: Some(SelfTest::StackOverflow),
                 seed: Some(42),
+                paging: Some(Paging::XenPv),
             }
+        );
+        assert_eq!(
+            parse_collecting("paging=direct").0.paging,
+            Some(Paging::Direct)
+        );
+        assert_eq!(
+            parse_collecting("paging=shadow").1,
+            ["bad value 'shadow' for 'paging' (expected direct|xen-pv) ignored"]
         );
         let (options, _) = parse_collecting("log=off selftest=fault seed=18446744073709551615");
         assert_eq!(options.log_level, LevelFilter::Off);

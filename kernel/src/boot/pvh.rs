@@ -168,8 +168,8 @@ impl fmt::Display for BootInfoError {
                  the kernel was not entered through PVH with ebx pointing at hvm_start_info"
             ),
             BootInfoError::NoMemoryMap => f.write_str(
-                "start info version 0 carries no memory map: boot with a VMM that passes \
-                 start info version 1 or later",
+                "start info version 0 carries no memory map, and the hypervisor gave none: \
+                 boot with a VMM that passes start info version 1 or later",
             ),
             BootInfoError::MemoryMap(e) => e.fmt(f),
             BootInfoError::Cmdline(e) => e.fmt(f),
@@ -229,9 +229,17 @@ fn read(
 
 /// Parses and validates the start info at `start_info_paddr`.
 ///
-/// Checks, in order: magic, version (0 has no memory map), memory map (at most
-/// [`MAX_REGIONS`] entries, then [`MemoryMap::from_entries`]), command line, modules, RSDP.
-pub fn parse(mem: &impl PhysRead, start_info_paddr: u64) -> Result<BootInfo, BootInfoError> {
+/// Checks, in order: magic, version, memory map (at most [`MAX_REGIONS`] entries, then
+/// [`MemoryMap::from_entries`]), command line, modules, RSDP.
+///
+/// A version 0 start info has no memory map; `fallback_map` supplies one from elsewhere
+/// (Xen 4.17 boots a PVH dom0 with version 0, and `XENMEM_memory_map` gives the map), or
+/// the boot fails with [`BootInfoError::NoMemoryMap`].
+pub fn parse(
+    mem: &impl PhysRead,
+    start_info_paddr: u64,
+    fallback_map: Option<MemoryMap>,
+) -> Result<BootInfo, BootInfoError> {
     // The version 0 prefix first: a version 0 producer wrote nothing past it, and that
     // memory may not be readable.
     let mut raw = [0u8; HvmStartInfo::SIZE];
@@ -247,13 +255,15 @@ pub fn parse(mem: &impl PhysRead, start_info_paddr: u64) -> Result<BootInfo, Boo
             found: header.magic,
         });
     }
-    if header.version == 0 {
-        return Err(BootInfoError::NoMemoryMap);
-    }
-    read(mem, "start info", start_info_paddr, &mut raw)?;
-    let info = HvmStartInfo::from_bytes(&raw).unwrap_or_default();
-
-    let (memory_map, memmap) = read_memory_map(mem, &info)?;
+    let (info, start_info_len, memory_map, memmap) = if header.version == 0 {
+        let map = fallback_map.ok_or(BootInfoError::NoMemoryMap)?;
+        (header, HvmStartInfo::V0_SIZE, map, 0..0)
+    } else {
+        read(mem, "start info", start_info_paddr, &mut raw)?;
+        let info = HvmStartInfo::from_bytes(&raw).unwrap_or_default();
+        let (map, memmap) = read_memory_map(mem, &info)?;
+        (info, HvmStartInfo::SIZE, map, memmap)
+    };
 
     let mut cmdline = [0u8; MAX_CMDLINE_LEN];
     let mut cmdline_len = 0;
@@ -306,7 +316,7 @@ pub fn parse(mem: &impl PhysRead, start_info_paddr: u64) -> Result<BootInfo, Boo
         module_count,
         start_info_paddr,
         flags: info.flags,
-        start_info_len: HvmStartInfo::SIZE as u64,
+        start_info_len: start_info_len as u64,
         memmap,
         cmdline_range,
         modlist,
@@ -583,7 +593,7 @@ mod tests {
         }
 
         fn parse(&self) -> Result<BootInfo, BootInfoError> {
-            parse(&self.memory(), START_INFO)
+            parse(&self.memory(), START_INFO, None)
         }
     }
 
@@ -648,16 +658,29 @@ mod tests {
     fn version_0_has_no_memory_map_and_only_its_40_bytes_are_read() {
         let mut fixture = Fixture::qemu();
         fixture.info.version = 0;
+        fixture.info.cmdline_paddr = 0;
+        fixture.info.nr_modules = 0;
+        fixture.info.rsdp_paddr = 0;
         let mut mem = FakeMem::default();
         // A version 0 start info ending exactly at the end of readable memory.
         let at = 0x7000 - HvmStartInfo::V0_SIZE as u64;
         mem.write(at, &fixture.info.to_bytes()[..HvmStartInfo::V0_SIZE]);
-        let err = parse(&mem, at).unwrap_err();
+        let err = parse(&mem, at, None).unwrap_err();
         assert_eq!(err, BootInfoError::NoMemoryMap);
         assert_eq!(err.reason(), "no-memory-map");
         assert!(
             err.to_string()
                 .starts_with("start info version 0 carries no memory map")
+        );
+
+        // With a map from the hypervisor, version 0 boots, and only its 40 bytes are
+        // reserved.
+        let map = MemoryMap::from_entries([(0x10_0000, 0x100_0000, 1)]).unwrap();
+        let boot = parse(&mem, at, Some(map)).unwrap();
+        assert_eq!(boot.memory_map.regions().len(), 1);
+        assert!(
+            boot.reserved_ranges()
+                .any(|r| r == (at..at + HvmStartInfo::V0_SIZE as u64))
         );
     }
 
@@ -671,7 +694,7 @@ mod tests {
     #[test]
     fn unreadable_start_info_is_refused() {
         let fixture = Fixture::qemu();
-        let err = parse(&fixture.memory(), 0).unwrap_err();
+        let err = parse(&fixture.memory(), 0, None).unwrap_err();
         assert_eq!(
             err,
             BootInfoError::Unreadable {
@@ -682,11 +705,15 @@ mod tests {
         );
         assert_eq!(err.reason(), "unreadable");
         assert_eq!(
-            parse(&fixture.memory(), 0x5_0000).unwrap_err().reason(),
+            parse(&fixture.memory(), 0x5_0000, None)
+                .unwrap_err()
+                .reason(),
             "unreadable"
         );
         assert_eq!(
-            parse(&fixture.memory(), u64::MAX - 8).unwrap_err().reason(),
+            parse(&fixture.memory(), u64::MAX - 8, None)
+                .unwrap_err()
+                .reason(),
             "unreadable"
         );
     }
@@ -781,7 +808,7 @@ mod tests {
         mem.write(at, b"a=b\0");
         fixture.info.cmdline_paddr = at;
         mem.write(START_INFO, &fixture.info.to_bytes());
-        assert_eq!(parse(&mem, START_INFO).unwrap().cmdline(), "a=b");
+        assert_eq!(parse(&mem, START_INFO, None).unwrap().cmdline(), "a=b");
     }
 
     #[test]
@@ -793,7 +820,7 @@ mod tests {
         fixture.info.cmdline_paddr = at;
         mem.write(START_INFO, &fixture.info.to_bytes());
         assert_eq!(
-            parse(&mem, START_INFO).unwrap_err(),
+            parse(&mem, START_INFO, None).unwrap_err(),
             BootInfoError::Unreadable {
                 what: "command line",
                 paddr: 0x3_0000,
@@ -907,7 +934,7 @@ mod tests {
         mem.write(at, &r);
         fixture.info.rsdp_paddr = at;
         mem.write(START_INFO, &fixture.info.to_bytes());
-        let boot = parse(&mem, START_INFO).unwrap();
+        let boot = parse(&mem, START_INFO, None).unwrap();
         assert_eq!(boot.rsdp, Some(at));
         assert!(boot.reserved_ranges().any(|r| r == (at..at + 20)));
     }
@@ -1047,7 +1074,7 @@ mod tests {
                 };
                 mem.write(at, &[value]);
             }
-            if let Ok(boot) = parse(&mem, START_INFO) {
+            if let Ok(boot) = parse(&mem, START_INFO, None) {
                 accepted += 1;
                 check_invariants(&boot);
             }
@@ -1082,7 +1109,7 @@ mod tests {
             if rng.below(4) == 0 {
                 mem.unmap(CMDLINE);
             }
-            if let Ok(boot) = parse(&mem, START_INFO) {
+            if let Ok(boot) = parse(&mem, START_INFO, None) {
                 check_invariants(&boot);
             }
         }

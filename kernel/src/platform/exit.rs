@@ -1,6 +1,9 @@
 //! Stopping the machine with a status the host can read: QEMU's isa-debug-exit device at port
-//! 0xf4 turns a written value `v` into the QEMU exit status `(v << 1) | 1`.
+//! 0xf4 turns a written value `v` into the QEMU exit status `(v << 1) | 1`. A PVH dom0 reaches
+//! that port too. Where nothing answers and Xen is there, `SCHEDOP_shutdown` stops the domain
+//! (poweroff when all passed, crash otherwise), though the status is then lost.
 
+use janus_hypercall::xen::ops::ShutdownReason;
 use x86_64::instructions::port::Port;
 
 const ISA_DEBUG_EXIT_PORT: u16 = 0xf4;
@@ -21,6 +24,20 @@ pub fn exit(code: ExitCode) -> ! {
     // SAFETY: writing the debug-exit port either stops the VM or is ignored; it touches no
     // memory.
     unsafe { Port::<u8>::new(ISA_DEBUG_EXIT_PORT).write(code as u8) };
+    if let Some(xen) = crate::platform::xen::hypercalls() {
+        let reason = match code {
+            ExitCode::Passed => ShutdownReason::Poweroff,
+            ExitCode::TestFailed | ExitCode::Fatal => ShutdownReason::Crash,
+        };
+        crate::emergency_println!(
+            "janus: port {ISA_DEBUG_EXIT_PORT:#x} did not stop the machine; SCHEDOP_shutdown \
+             ({reason:?}) for status {:#x}",
+            code as u8
+        );
+        if let Err(e) = xen.shutdown(reason) {
+            crate::emergency_println!("janus: SCHEDOP_shutdown refused: {e}");
+        }
+    }
     crate::emergency_println!(
         "janus: port {ISA_DEBUG_EXIT_PORT:#x} did not stop the machine (no isa-debug-exit \
          device); halting with status {:#x}",

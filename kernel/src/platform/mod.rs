@@ -1,2 +1,3 @@
-//! What the kernel runs on, decided once at boot: hypervisor, and how to stop.
+//! What the kernel runs on, decided once at boot: hypervisor, console, and how to stop.
 pub mod exit;
+pub mod xen;

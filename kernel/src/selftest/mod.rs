@@ -5,9 +5,13 @@ mod heap;
 mod mapper;
 mod protection;
 pub mod provoke;
+mod xen;
 
+use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 
+use crate::platform::xen::Xen;
 use crate::println;
 
 /// A failed check, with a message for the `reason=` field.
@@ -43,17 +47,27 @@ fn machine_value(text: &str) -> String {
         .collect()
 }
 
-pub fn run_all(seed: u64) -> Summary {
-    let tests: [(&str, &dyn Fn() -> Outcome); 5] = [
-        ("frame-allocator", &frame_allocator::run),
-        ("heap", &heap::run),
-        ("mapper", &|| mapper::run(seed)),
+/// Runs the self-tests that apply: the foundation ones everywhere, the Xen ones under Xen.
+pub fn run_all(seed: u64, xen: Option<&Xen>) -> Summary {
+    type Test<'a> = (&'static str, Box<dyn Fn() -> Outcome + 'a>);
+    let mut tests: Vec<Test<'_>> = alloc::vec![
+        ("frame-allocator", Box::new(frame_allocator::run)),
+        ("heap", Box::new(heap::run)),
+        ("mapper", Box::new(move || mapper::run(seed))),
         (
             "no-writable-executable",
-            &protection::no_writable_executable,
+            Box::new(protection::no_writable_executable)
         ),
-        ("cpu-protection", &protection::cpu_protection),
+        ("cpu-protection", Box::new(protection::cpu_protection)),
     ];
+    if let Some(xen) = xen {
+        tests.push(("xen-version", Box::new(|| xen::version(xen))));
+        tests.push(("xen-console-io", Box::new(|| xen::console_io(xen))));
+        tests.push((
+            "xen-unknown-hypercall",
+            Box::new(|| xen::unknown_hypercall(xen)),
+        ));
+    }
     let mut summary = Summary {
         passed: 0,
         failed: 0,

@@ -1,6 +1,7 @@
 //! The TSC's frequency, from the first source that gives one: CPUID leaf 0x15 (crystal clock
-//! ratio), the hypervisor timing leaf (KVM/VMware: base + 0x10, TSC kHz in eax), or a bounded
-//! measurement against the PIT. `-M microvm` has neither HPET nor ACPI PM timer, so the PIT
+//! ratio), the hypervisor's timing leaf (KVM/VMware: base + 0x10, TSC kHz in eax; Xen:
+//! base + 3 sub-leaf 0, guest TSC kHz in ecx, xen/include/public/arch-x86/cpuid.h), or a
+//! bounded measurement against the PIT (which a Xen PVH guest does not have). `-M microvm` has neither HPET nor ACPI PM timer, so the PIT
 //! (channel 0, no port 0x61 needed) is the last resort, and it fails with an error rather than
 //! hanging when absent.
 
@@ -70,19 +71,21 @@ pub fn from_cpuid(
             });
         }
     }
-    let timing_leaf = hypervisor.base_leaf + 0x10;
-    if matches!(hypervisor.hypervisor, Hypervisor::Kvm | Hypervisor::VMware)
-        && hypervisor.max_leaf >= timing_leaf
-    {
-        let khz = cpuid(timing_leaf, 0).eax;
-        if khz != 0 {
-            return Some(Frequency {
-                hz: u64::from(khz) * 1000,
-                source: Source::HypervisorLeaf,
-            });
+    let khz = match hypervisor.hypervisor {
+        Hypervisor::Kvm | Hypervisor::VMware
+            if hypervisor.max_leaf >= hypervisor.base_leaf + 0x10 =>
+        {
+            cpuid(hypervisor.base_leaf + 0x10, 0).eax
         }
-    }
-    None
+        Hypervisor::Xen if hypervisor.max_leaf >= hypervisor.base_leaf + 3 => {
+            cpuid(hypervisor.base_leaf + 3, 0).ecx
+        }
+        _ => 0,
+    };
+    (khz != 0).then(|| Frequency {
+        hz: u64::from(khz) * 1000,
+        source: Source::HypervisorLeaf,
+    })
 }
 
 /// Measures the TSC against the PIT.
@@ -166,6 +169,32 @@ mod tests {
                 source: Source::HypervisorLeaf
             })
         );
+    }
+
+    #[test]
+    fn xen_time_leaf_gives_guest_tsc_khz() {
+        let xen = Detection {
+            hypervisor: Hypervisor::Xen,
+            base_leaf: 0x4000_0100,
+            max_leaf: 0x4000_0105,
+        };
+        let cpuid = |leaf, subleaf| match (leaf, subleaf) {
+            (0, _) => result(0xd, 0, 0),
+            (0x4000_0103, 0) => result(1, 0, 2_496_000),
+            _ => result(0, 0, 0),
+        };
+        assert_eq!(
+            from_cpuid(cpuid, &xen),
+            Some(Frequency {
+                hz: 2_496_000_000,
+                source: Source::HypervisorLeaf
+            })
+        );
+        let older = Detection {
+            max_leaf: 0x4000_0102,
+            ..xen
+        };
+        assert_eq!(from_cpuid(cpuid, &older), None);
     }
 
     #[test]
