@@ -4,6 +4,8 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use janus_hypercall::cpuid::{self, Detection};
+use janus_hypercall::kvm;
+use janus_hypercall::kvm::hypercall::{HypercallInstruction, KvmHypercalls};
 
 use crate::arch::{boot, cpu, trap};
 use crate::boot::cmdline;
@@ -121,21 +123,28 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
         memory.free_frames,
         memory.heap_bytes >> 10
     );
+    if let Some(xen) = xen
+        && let Err(e) = xen::map_shared_info(xen)
+    {
+        println!("warning: {e}");
+    }
     let frequency = tsc_frequency(hypervisor);
 
     let tsc_khz = frequency.map_or(0, |f| f.hz / 1000);
+    let kvm_features = kvm::features::read_features(hypervisor, cpuid::cpuid);
     let onoff = |b| if b { "on" } else { "off" };
     let tsc_source: &dyn core::fmt::Display = match &frequency {
         Some(f) => &f.source,
         None => &"none",
     };
-    let xen_version = match xen {
-        Some(xen) => alloc::format!(" xen={}.{}", xen.version.major, xen.version.minor),
-        None => alloc::string::String::new(),
+    let hypervisor_keys = match (xen, kvm_features) {
+        (Some(xen), _) => alloc::format!(" xen={}.{}", xen.version.major, xen.version.minor),
+        (None, Some(kvm)) => alloc::format!(" kvm_features={}", kvm.features),
+        (None, None) => alloc::string::String::new(),
     };
     println!(
         "@janus env hypervisor={} boot=pvh paging=direct clock=tsc console={} cpus=1 \
-         mem_mib={} tsc_khz={tsc_khz} tsc_source={} nx=on smep={} smap={} umip={}{xen_version}",
+         mem_mib={} tsc_khz={tsc_khz} tsc_source={} nx=on smep={} smap={} umip={}{hypervisor_keys}",
         hypervisor.hypervisor,
         console::sink().name(),
         memory.usable_bytes >> 20,
@@ -147,11 +156,14 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
     let ready = cpu::rdtsc_ordered();
 
     let seed = options.seed.unwrap_or(ready);
-    let summary = crate::selftest::run_all(seed, xen);
+    let summary = crate::selftest::run_all(seed, hypervisor, xen);
     if let Some(test) = options.selftest {
         crate::selftest::provoke::run(test);
     }
-    crate::bench::run_all(frequency, xen);
+    // SAFETY: CPUID says KVM, and the kernel runs at CPL 0.
+    let kvm = kvm_features
+        .map(|_| unsafe { KvmHypercalls::new(HypercallInstruction::detect_with(cpuid::cpuid)) });
+    crate::bench::run_all(frequency, xen, kvm.as_ref());
 
     let boot_cycles = ready - boot::boot_tsc();
     match frequency {

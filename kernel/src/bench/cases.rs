@@ -13,6 +13,8 @@ use crate::arch::cpu::rdtsc_ordered;
 use crate::arch::extable::probe_read_u8;
 use crate::mm::kernel_space;
 use crate::mm::layout::{BENCH_PAGE, UNMAPPED_PROBE_PAGE};
+use janus_hypercall::kvm::hypercall::KvmHypercalls;
+
 use crate::platform::xen::Xen;
 use crate::println;
 use crate::time::tsc::Frequency;
@@ -61,7 +63,7 @@ fn report(id: &str, mut samples: Vec<u64>, tsc: Option<Frequency>) {
 
 /// Runs every benchmark that applies here. `tsc` converts cycles to ns; without it results
 /// stay in cycles.
-pub fn run_all(tsc: Option<Frequency>, xen: Option<&Xen>) {
+pub fn run_all(tsc: Option<Frequency>, xen: Option<&Xen>, kvm: Option<&KvmHypercalls>) {
     report("rdtsc", measure(|| {}), tsc);
 
     report(
@@ -72,11 +74,21 @@ pub fn run_all(tsc: Option<Frequency>, xen: Option<&Xen>) {
         tsc,
     );
 
+    // The cheapest round trip to the hypervisor each offers: xen_version, and KVM's
+    // VAPIC_POLL_IRQ, which only makes the host re-check interrupts.
     if let Some(xen) = xen {
         report(
             "hypercall",
             measure(|| {
                 black_box(xen.hypercalls.xen_version()).expect("xen_version worked at boot");
+            }),
+            tsc,
+        );
+    } else if let Some(kvm) = kvm {
+        report(
+            "hypercall",
+            measure(|| {
+                black_box(kvm.vapic_poll_irq()).expect("KVM_HC_VAPIC_POLL_IRQ failed");
             }),
             tsc,
         );

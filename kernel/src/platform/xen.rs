@@ -1,10 +1,18 @@
 //! Running on Xen: the hypercall page, the console, shared_info.
 
+use core::fmt;
+use core::ptr::NonNull;
+
 use janus_hypercall::cpuid::{Detection, Hypervisor, cpuid};
+use janus_hypercall::xen::error::XenError;
 use janus_hypercall::xen::hypercall::{HypercallPage, install_hypercall_page};
 use janus_hypercall::xen::ops::Version;
+use janus_hypercall::xen::shared_info::{SharedInfo, SharedInfoRef};
 use spin::Once;
 use x86_64::PhysAddr;
+
+use crate::mm::kernel_space;
+use crate::mm::layout::phys_to_virt;
 
 core::arch::global_asm!(
     r#"
@@ -22,6 +30,7 @@ unsafe extern "C" {
 }
 
 static HYPERCALLS: Once<HypercallPage> = Once::new();
+static SHARED_INFO: Once<SharedInfoRef> = Once::new();
 
 /// What the kernel learned about Xen at boot.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +42,43 @@ pub struct Xen {
 /// The hypercall page, once installed.
 pub fn hypercalls() -> Option<&'static HypercallPage> {
     HYPERCALLS.get()
+}
+
+/// The shared info page, once mapped.
+pub fn shared_info() -> Option<SharedInfoRef> {
+    SHARED_INFO.get().copied()
+}
+
+/// Gives a frame to Xen's shared info page (XENMEM_add_to_physmap): Xen replaces the RAM at
+/// that guest frame, which the identity map already covers, so no new mapping is needed.
+pub fn map_shared_info(xen: &Xen) -> Result<SharedInfoRef, MapSharedInfoError> {
+    let frame = kernel_space::with(|space| space.frames.allocate())
+        .ok_or(MapSharedInfoError::OutOfFrames)?;
+    let paddr = frame.start_address();
+    xen.hypercalls
+        .map_shared_info(paddr.as_u64() / 4096)
+        .map_err(MapSharedInfoError::Xen)?;
+    let page = NonNull::new(phys_to_virt(paddr).as_mut_ptr::<SharedInfo>())
+        .ok_or(MapSharedInfoError::OutOfFrames)?;
+    // SAFETY: the frame is the kernel's for good (never freed), identity-mapped, and Xen
+    // now backs it with this domain's shared info page.
+    let shared = unsafe { SharedInfoRef::new(page) };
+    Ok(*SHARED_INFO.call_once(|| shared))
+}
+
+#[derive(Debug)]
+pub enum MapSharedInfoError {
+    OutOfFrames,
+    Xen(XenError),
+}
+
+impl fmt::Display for MapSharedInfoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfFrames => f.write_str("no free frame for the shared info page"),
+            Self::Xen(e) => write!(f, "XENMEM_add_to_physmap(shared_info) failed: {e}"),
+        }
+    }
 }
 
 /// Installs the hypercall page through the MSR that CPUID leaf base + 2 names (PVH/HVM).

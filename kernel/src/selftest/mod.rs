@@ -11,6 +11,8 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use janus_hypercall::cpuid::Detection;
+
 use crate::platform::xen::Xen;
 use crate::println;
 
@@ -48,7 +50,7 @@ fn machine_value(text: &str) -> String {
 }
 
 /// Runs the self-tests that apply: the foundation ones everywhere, the Xen ones under Xen.
-pub fn run_all(seed: u64, xen: Option<&Xen>) -> Summary {
+pub fn run_all(seed: u64, hypervisor: &Detection, xen: Option<&Xen>) -> Summary {
     type Test<'a> = (&'static str, Box<dyn Fn() -> Outcome + 'a>);
     let mut tests: Vec<Test<'_>> = alloc::vec![
         ("frame-allocator", Box::new(frame_allocator::run)),
@@ -63,6 +65,7 @@ pub fn run_all(seed: u64, xen: Option<&Xen>) -> Summary {
     if let Some(xen) = xen {
         tests.push(("xen-version", Box::new(|| xen::version(xen))));
         tests.push(("xen-console-io", Box::new(|| xen::console_io(xen))));
+        tests.push(("xen-shared-info", Box::new(|| xen::shared_info(hypervisor))));
         tests.push((
             "xen-unknown-hypercall",
             Box::new(|| xen::unknown_hypercall(xen)),

@@ -50,6 +50,22 @@ impl Frequency {
     }
 }
 
+/// The TSC frequency a pvclock record (Xen `vcpu_time_info`, kvmclock) implies. The record
+/// converts `ns = ((tsc_delta << shift) * mul) >> 32` (a negative shift shifts right), so
+/// one tick is `mul * 2^shift / 2^32` ns. `None` for `mul == 0` or an absurd shift.
+pub fn from_pvclock(tsc_to_system_mul: u32, tsc_shift: i8) -> Option<u64> {
+    if tsc_to_system_mul == 0 || !(-32..=32).contains(&tsc_shift) {
+        return None;
+    }
+    let base = (1_000_000_000u128 << 32) / u128::from(tsc_to_system_mul);
+    let hz = if tsc_shift >= 0 {
+        base >> tsc_shift
+    } else {
+        base << -tsc_shift
+    };
+    u64::try_from(hz).ok()
+}
+
 /// PIT ticks to measure over: 20 ms.
 const PIT_WINDOW: u64 = pit::PIT_HZ / 50;
 /// Counter reads before giving up: a read costs well under 10 us even when each port access
@@ -195,6 +211,19 @@ mod tests {
             ..xen
         };
         assert_eq!(from_cpuid(cpuid, &older), None);
+    }
+
+    #[test]
+    fn pvclock_scale_gives_tsc_frequency() {
+        // 2.5 GHz: 0.4 ns per tick = 0.8 * 2^-1 -> mul = 0.8 * 2^32, shift = -1.
+        let mul = (0.8f64 * 4_294_967_296.0) as u32;
+        let hz = from_pvclock(mul, -1).unwrap();
+        assert!(hz.abs_diff(2_500_000_000) < 10, "{hz}");
+        // 1 GHz: 1 ns per tick = 0.5 * 2^1.
+        let hz = from_pvclock(1 << 31, 1).unwrap();
+        assert_eq!(hz, 1_000_000_000);
+        assert_eq!(from_pvclock(0, 0), None);
+        assert_eq!(from_pvclock(1, 100), None);
     }
 
     #[test]
