@@ -18,6 +18,7 @@ pub enum Sink {
     Com1 = 0,
     XenConsoleIo = 1,
     DebugPort = 2,
+    XenConsoleRing = 3,
 }
 
 impl Sink {
@@ -27,6 +28,7 @@ impl Sink {
             Self::Com1 => "com1",
             Self::XenConsoleIo => "xen-console-io",
             Self::DebugPort => "port-e9",
+            Self::XenConsoleRing => "xen-console-ring",
         }
     }
 }
@@ -39,6 +41,7 @@ pub fn sink() -> Sink {
     match SINK.load(Ordering::Relaxed) {
         1 => Sink::XenConsoleIo,
         2 => Sink::DebugPort,
+        3 => Sink::XenConsoleRing,
         _ => Sink::Com1,
     }
 }
@@ -46,6 +49,13 @@ pub fn sink() -> Sink {
 /// Sends console text to `sink` from now on. `XenConsoleIo` needs the hypercall page.
 pub fn set_sink(sink: Sink) {
     SINK.store(sink as u8, Ordering::Relaxed);
+}
+
+fn write_debug_port(s: &str) {
+    for byte in s.bytes() {
+        // SAFETY: the debug port only prints the byte; it touches no memory.
+        unsafe { Port::<u8>::new(DEBUG_PORT).write(byte) };
+    }
 }
 
 /// Writes to the sink without any lock.
@@ -64,11 +74,14 @@ impl Write for SinkWriter {
                 Some(xen) => xen.console_write(s.as_bytes()).map_err(|_| fmt::Error),
                 None => Err(fmt::Error),
             },
-            Sink::DebugPort => {
-                for byte in s.bytes() {
-                    // SAFETY: the debug port only prints the byte; it touches no memory.
-                    unsafe { Port::<u8>::new(DEBUG_PORT).write(byte) };
+            Sink::XenConsoleRing => {
+                if !crate::platform::xen::console_ring_write(s.as_bytes()) {
+                    write_debug_port(s);
                 }
+                Ok(())
+            }
+            Sink::DebugPort => {
+                write_debug_port(s);
                 Ok(())
             }
         }

@@ -123,10 +123,17 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
         memory.free_frames,
         memory.heap_bytes >> 10
     );
-    if let Some(xen) = xen
-        && let Err(e) = xen::map_shared_info(xen)
-    {
-        println!("warning: {e}");
+    if let Some(xen) = xen {
+        if let Err(e) = xen::map_shared_info(xen) {
+            println!("warning: {e}");
+        }
+        // A domU may not use console_io: move from the debug port to its console ring.
+        if console::sink() == Sink::DebugPort {
+            match xen::attach_console_ring(xen) {
+                Ok(()) => console::set_sink(Sink::XenConsoleRing),
+                Err(e) => println!("warning: staying on port 0xe9: {e}"),
+            }
+        }
     }
     let frequency = tsc_frequency(hypervisor);
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use xtask::qemu::{Env, Kvm, Machine, MemSize, Outcome, RunConfig, Stream};
 use xtask::report::{self, Report, Verdict};
 
-/// No boot test may take longer; a TCG boot takes well under 5 s.
+/// No boot test may take longer; a TCG boot takes well under 5 s, a Xen boot about 6 s.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Self-tests every healthy boot runs.
@@ -27,11 +27,34 @@ pub const REQUIRED_BENCHES: [&str; 5] = [
     "heap-alloc-free",
 ];
 
+/// Self-tests every boot under Xen runs on top of [`REQUIRED_TESTS`].
+pub const REQUIRED_XEN_TESTS: [&str; 4] = [
+    "xen-version",
+    "xen-console-io",
+    "xen-shared-info",
+    "xen-unknown-hypercall",
+];
+
+/// Benchmarks every boot under Xen reports on top of [`REQUIRED_BENCHES`].
+pub const REQUIRED_XEN_BENCHES: [&str; 1] = ["hypercall"];
+
 /// The kernel image under test.
 pub fn kernel_image() -> PathBuf {
     match std::env::var_os(xtask::test::KERNEL_ENV) {
         Some(path) => PathBuf::from(path),
         None => panic!("run the boot tests through `cargo xtask test`"),
+    }
+}
+
+/// The Xen ELF `cargo xtask test` fetched; when it could not, the test fails with the
+/// reason it gave.
+pub fn xen_image() -> PathBuf {
+    if let Some(path) = std::env::var_os(xtask::test::XEN_ENV) {
+        return PathBuf::from(path);
+    }
+    match std::env::var(xtask::test::XEN_ERROR_ENV) {
+        Ok(reason) => panic!("{reason}"),
+        Err(_) => panic!("run the boot tests through `cargo xtask test`"),
     }
 }
 
@@ -45,13 +68,18 @@ pub struct Boot {
 
 /// Boots the kernel in `env` on `machine` with `mem` and `cmdline`.
 ///
-/// `Env::Kvm` on a host without /dev/kvm fails the test with the reason, never falls back.
+/// `Env::Kvm` on a host without /dev/kvm fails the test with the reason, never falls back;
+/// so does `Env::XenPvh` when Xen could not be fetched.
 pub fn boot(env: Env, machine: Machine, mem: &str, cmdline: &str) -> Boot {
     let accel = env
         .resolve(&Kvm::probe())
         .unwrap_or_else(|e| panic!("{e}"))
         .accel;
-    let mut config = RunConfig::new(accel, machine, kernel_image());
+    let mut config = match env {
+        Env::XenPvh => RunConfig::xen_pvh(xen_image(), kernel_image()),
+        Env::Auto | Env::Kvm | Env::Tcg => RunConfig::new(accel, machine, kernel_image()),
+    };
+    config.machine = machine;
     config.mem = mem.parse::<MemSize>().unwrap_or_else(|e| panic!("{e}"));
     config.cmdline = cmdline.to_string();
     config.timeout = BOOT_TIMEOUT;
@@ -63,7 +91,7 @@ pub fn boot(env: Env, machine: Machine, mem: &str, cmdline: &str) -> Boot {
         })
         .unwrap_or_else(|e| panic!("{e}"));
     let report = Report::from_lines(&outcome.console);
-    let verdict = report::verdict(&config.label(), &config.cmdline, &outcome, &report);
+    let verdict = config.verdict(&outcome, &report);
     println!("{verdict}");
     Boot {
         config,
@@ -148,6 +176,35 @@ impl Boot {
             format!("done says tests_failed={}", done.tests_failed)
         });
         self.check(done.boot_us > 0, || "done says boot_us=0".into());
+    }
+
+    /// Checks what a clean boot as Xen's PVH dom0 promises on top of
+    /// [`Boot::assert_healthy`]: the Xen version on the env line, the Xen self-tests and
+    /// benches, and most of the machine's memory.
+    #[track_caller]
+    pub fn assert_healthy_under_xen(&self, machine_mib: u64) {
+        self.assert_healthy("xen");
+        let version = self.env_value("xen");
+        self.check(version == "4.17", || {
+            format!("env xen={version}, expected 4.17")
+        });
+        for name in REQUIRED_XEN_TESTS {
+            match self.report.test(name) {
+                Some(test) => self.check(test.pass, || format!("self-test {name} failed")),
+                None => self.fail(&format!("self-test {name} missing")),
+            }
+        }
+        for id in REQUIRED_XEN_BENCHES {
+            self.check(self.report.bench(id).is_some(), || {
+                format!("bench {id} missing")
+            });
+        }
+        // Xen keeps some memory for itself (82 MiB of a 1 GiB machine with Xen 4.17) and
+        // gives dom0 the rest.
+        let found = self.mem_mib();
+        self.check(found >= machine_mib / 2 && found < machine_mib, || {
+            format!("mem_mib={found}, expected most of the machine's {machine_mib} MiB")
+        });
     }
 
     /// Checks that `mem_mib` is at most `mib` and at most a few MiB under it: firmware and

@@ -126,8 +126,9 @@ mod tests {
             panic!("not run");
         };
         assert_eq!(args.env, Env::Auto);
-        assert_eq!(args.machine, Machine::Microvm);
-        assert_eq!(args.mem.mib(), 128);
+        // Each environment has its own machine and memory defaults, applied by `run`.
+        assert_eq!(args.machine, None);
+        assert_eq!(args.mem, None);
         assert_eq!(args.cmdline, "");
         assert_eq!(args.timeout, 120);
         assert_eq!(args.image, None);
@@ -157,8 +158,8 @@ mod tests {
             panic!("not run");
         };
         assert_eq!(args.env, Env::Kvm);
-        assert_eq!(args.machine, Machine::Q35);
-        assert_eq!(args.mem.mib(), 3072);
+        assert_eq!(args.machine, Some(Machine::Q35));
+        assert_eq!(args.mem.map(|m| m.mib()), Some(3072));
         assert_eq!(args.cmdline, "-x selftest=fault");
         assert_eq!(args.timeout, 5);
         assert_eq!(args.image.as_deref(), Some(Path::new("/tmp/k")));
@@ -169,8 +170,17 @@ mod tests {
         let line = error_line(&["xtask", "run", "--env", "xen"]);
         assert!(!line.contains('\n'), "{line}");
         assert!(line.contains("'xen'"), "{line}");
-        assert!(line.contains("auto, kvm, tcg"), "{line}");
+        assert!(line.contains("auto, kvm, tcg, xen-pvh"), "{line}");
         assert!(line.ends_with("--help`"), "{line}");
+    }
+
+    #[test]
+    fn xen_pvh_is_an_env() {
+        let Command::Run(args) = parse(["xtask", "run", "--env", "xen-pvh"]).unwrap().command
+        else {
+            panic!("not run");
+        };
+        assert_eq!(args.env, Env::XenPvh);
     }
 
     #[test]

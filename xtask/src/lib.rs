@@ -4,7 +4,8 @@
 //! The parts the boot tests reuse are plain library modules: [`qemu`] turns a
 //! [`qemu::RunConfig`] into a QEMU command and runs it with a timeout, [`report`] parses the
 //! kernel's `@janus` lines and turns a run into a [`report::Verdict`], and [`symbolize`]
-//! resolves backtrace addresses against the kernel ELF.
+//! resolves backtrace addresses against the kernel ELF. [`xen`] fetches Xen and reads its
+//! console for runs with the kernel as Xen's dom0.
 
 pub mod build;
 pub mod cli;
@@ -17,3 +18,4 @@ pub mod run;
 pub mod symbolize;
 pub mod test;
 pub mod workspace;
+pub mod xen;

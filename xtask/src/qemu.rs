@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 
 use crate::host;
+use crate::report::{self, Report, Verdict};
+use crate::xen;
 
 /// The QEMU binary, looked up on `PATH`.
 pub const PROGRAM: &str = "qemu-system-x86_64";
@@ -30,8 +32,7 @@ pub const DEBUG_EXIT_IOBASE: u16 = 0xf4;
 
 /// Where the kernel should run, as the user asks for it on the command line.
 ///
-/// New environments (Xen PVH, Xen PV) become new variants here, resolved in
-/// [`Env::resolve`].
+/// New environments (Xen PV) become new variants here, resolved in [`Env::resolve`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Env {
     /// KVM when /dev/kvm opens read-write, TCG otherwise.
@@ -40,6 +41,8 @@ pub enum Env {
     Kvm,
     /// QEMU's software emulation (TCG).
     Tcg,
+    /// Xen 4.17 under QEMU TCG, the kernel as its PVH dom0.
+    XenPvh,
 }
 
 /// QEMU's accelerator: what an [`Env`] resolves to.
@@ -134,6 +137,12 @@ impl Env {
                 accel: Accel::Tcg,
                 why: "asked for with --env tcg".into(),
             }),
+            // Xen needs SVM or VT-x with nested paging in its CPU, which this project's KVM
+            // (kvm_pvm) does not offer and QEMU's emulation does (ENVIRONMENTS.md).
+            (Env::XenPvh, _) => Ok(Resolved {
+                accel: Accel::Tcg,
+                why: "Xen runs under TCG: it needs SVM with nested paging".into(),
+            }),
             (Env::Kvm | Env::Auto, Kvm::Opens) => Ok(Resolved {
                 accel: Accel::Kvm,
                 why: format!("{KVM_DEVICE} opens read-write"),
@@ -154,9 +163,9 @@ impl Env {
 pub enum Machine {
     /// Minimal virtio-mmio machine, no PCI, no firmware.
     Microvm,
-    /// i440FX PC, booted through qboot.
+    /// i440FX PC, booted through qboot (SeaBIOS under Xen).
     Pc,
-    /// Q35 PC with PCIe, booted through qboot.
+    /// Q35 PC with PCIe, booted through qboot (SeaBIOS under Xen).
     Q35,
 }
 
@@ -235,25 +244,77 @@ impl fmt::Display for MemSize {
     }
 }
 
+/// What QEMU loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Guest {
+    /// The kernel, through QEMU's own PVH loader (`-kernel`).
+    Direct,
+    /// Xen, through QEMU's multiboot loader; Xen boots the kernel as its PVH dom0.
+    XenPvh {
+        /// The uncompressed hypervisor ELF.
+        xen: PathBuf,
+    },
+}
+
+/// A run that cannot be set up as asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Xen on a machine QEMU cannot boot it on.
+    XenMachine { machine: Machine },
+    /// An image path Xen would cut at the space.
+    XenImagePath { image: PathBuf },
+    /// A command line Xen would cut short.
+    XenCmdline { len: usize },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::XenMachine { machine } => write!(
+                f,
+                "--env xen-pvh runs on --machine pc or q35, not {machine}: QEMU boots Xen \
+                 through its multiboot loader, which -M {machine} lacks"
+            ),
+            ConfigError::XenImagePath { image } => write!(
+                f,
+                "--env xen-pvh hands the image to Xen as `-initrd \"<image> <cmdline>\"`, \
+                 where a space ends the path, and {} has one; copy the image to a path \
+                 without spaces",
+                image.display()
+            ),
+            ConfigError::XenCmdline { len } => write!(
+                f,
+                "--env xen-pvh passes at most {} bytes of command line to dom0 and drops the \
+                 rest without a word; this one has {len}",
+                xen::MAX_CMDLINE
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// Everything one boot needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunConfig {
     pub accel: Accel,
     pub machine: Machine,
     pub mem: MemSize,
-    /// The kernel command line (`-append`), passed to QEMU as one argument.
+    /// The kernel command line: QEMU's `-append`, or under Xen the tail of dom0's module.
     pub cmdline: String,
     /// The kernel ELF.
     pub image: PathBuf,
     /// QEMU is killed when the run takes longer.
     pub timeout: Duration,
+    pub guest: Guest,
 }
 
 impl RunConfig {
     pub const DEFAULT_MEM: MemSize = MemSize::from_mib(128);
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
-    /// A run with the default memory, empty command line and default timeout.
+    /// A run of the kernel alone with the default memory, empty command line and default
+    /// timeout.
     pub fn new(accel: Accel, machine: Machine, image: PathBuf) -> RunConfig {
         RunConfig {
             accel,
@@ -262,12 +323,59 @@ impl RunConfig {
             cmdline: String::new(),
             image,
             timeout: RunConfig::DEFAULT_TIMEOUT,
+            guest: Guest::Direct,
         }
     }
 
-    /// The environment as verdicts name it, e.g. `tcg/microvm`.
+    /// A run of the kernel as Xen's PVH dom0 on the machine ENVIRONMENTS.md verified: TCG,
+    /// `pc`, 1 GiB.
+    pub fn xen_pvh(xen: PathBuf, image: PathBuf) -> RunConfig {
+        RunConfig {
+            mem: xen::DEFAULT_MEM,
+            guest: Guest::XenPvh { xen },
+            ..RunConfig::new(Accel::Tcg, Machine::Pc, image)
+        }
+    }
+
+    /// Refuses what QEMU or Xen would misread.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match &self.guest {
+            Guest::Direct => Ok(()),
+            // Checked: QEMU 7.2 with -M microvm hangs silently on a multiboot kernel.
+            Guest::XenPvh { .. } if self.machine == Machine::Microvm => {
+                Err(ConfigError::XenMachine {
+                    machine: self.machine,
+                })
+            }
+            Guest::XenPvh { .. } if xen::path_has_space(&self.image) => {
+                Err(ConfigError::XenImagePath {
+                    image: self.image.clone(),
+                })
+            }
+            Guest::XenPvh { .. } if self.cmdline.len() > xen::MAX_CMDLINE => {
+                Err(ConfigError::XenCmdline {
+                    len: self.cmdline.len(),
+                })
+            }
+            Guest::XenPvh { .. } => Ok(()),
+        }
+    }
+
+    /// The environment as verdicts name it, e.g. `tcg/microvm`, `xen-pvh/pc`.
     pub fn label(&self) -> String {
-        format!("{}/{}", self.accel, self.machine)
+        match self.guest {
+            Guest::Direct => format!("{}/{}", self.accel, self.machine),
+            Guest::XenPvh { .. } => format!("xen-pvh/{}", self.machine),
+        }
+    }
+
+    /// The `-bios` image, when not QEMU's default.
+    pub fn firmware(&self) -> Option<&'static str> {
+        match self.guest {
+            Guest::Direct => self.machine.firmware(),
+            // qboot has no multiboot loader: QEMU exits at once without a word.
+            Guest::XenPvh { .. } => None,
+        }
     }
 
     /// The QEMU command; stdio is set up by [`RunConfig::run`].
@@ -277,30 +385,58 @@ impl RunConfig {
             .args(["-accel", self.accel.name()])
             .args(["-M", self.machine.name()])
             .arg("-m")
-            .arg(self.mem.to_string())
-            .args(["-cpu", self.accel.cpu()])
-            // Checked on microvm, pc and q35: with no display and no monitor, `-serial
-            // stdio` puts COM1, and only COM1, on QEMU's stdout.
+            .arg(self.mem.to_string());
+        match &self.guest {
+            Guest::Direct => command.args(["-cpu", self.accel.cpu()]),
+            // No VGA, NIC or disks: nothing for Xen to set up or to hand to dom0.
+            Guest::XenPvh { .. } => command.args(["-cpu", xen::CPU]).arg("-nodefaults"),
+        };
+        command
+            // Checked on microvm, pc and q35, and with -nodefaults: with no display and no
+            // monitor, `-serial stdio` puts COM1, and only COM1, on QEMU's stdout.
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-            .arg("-no-reboot")
-            .arg("-kernel")
-            .arg(&self.image)
-            .arg("-append")
-            .arg(&self.cmdline)
-            .arg("-device")
-            .arg(format!(
-                "isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=4"
-            ));
-        if let Some(firmware) = self.machine.firmware() {
+            .arg("-no-reboot");
+        match &self.guest {
+            Guest::Direct => command
+                .arg("-kernel")
+                .arg(&self.image)
+                .arg("-append")
+                .arg(&self.cmdline),
+            Guest::XenPvh { xen } => command
+                .arg("-kernel")
+                .arg(xen)
+                .arg("-initrd")
+                .arg(xen::dom0_module(&self.image, &self.cmdline))
+                .arg("-append")
+                .arg(xen::OPTIONS),
+        };
+        command.arg("-device").arg(format!(
+            "isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=4"
+        ));
+        if let Some(firmware) = self.firmware() {
             command.args(["-bios", firmware]);
         }
         command
     }
 
     /// Boots, handing each output line to `sink` as it arrives, and kills QEMU at the
-    /// timeout.
+    /// timeout, or shortly after a line that says the machine will not stop by itself.
     pub fn run(&self, sink: &mut dyn FnMut(Stream, &str)) -> Result<Outcome, RunError> {
-        run_with_timeout(self.command(), self.timeout, sink)
+        self.check().map_err(RunError::Config)?;
+        let ends_run = |line: &str| match self.guest {
+            Guest::Direct => false,
+            Guest::XenPvh { .. } => xen::console::terminal(line).is_some(),
+        };
+        run_with_timeout(self.command(), self.timeout, &ends_run, sink)
+    }
+
+    /// The verdict on a run of this configuration.
+    pub fn verdict(&self, outcome: &Outcome, report: &Report) -> Verdict {
+        let label = self.label();
+        match self.guest {
+            Guest::Direct => report::verdict(&label, &self.cmdline, outcome, report),
+            Guest::XenPvh { .. } => xen::console::verdict(&label, &self.cmdline, outcome, report),
+        }
     }
 }
 
@@ -320,6 +456,9 @@ pub struct Outcome {
     pub status: Option<i32>,
     /// Set to the limit when QEMU was killed for running too long.
     pub timed_out_after: Option<Duration>,
+    /// The console line after which QEMU was killed, [`END_GRACE`] later, because the
+    /// machine would never have stopped by itself.
+    pub ended_early: Option<String>,
     /// Console lines, without line endings.
     pub console: Vec<String>,
     /// QEMU's stderr lines.
@@ -340,6 +479,7 @@ impl Outcome {
 /// QEMU could not be run at all.
 #[derive(Debug)]
 pub enum RunError {
+    Config(ConfigError),
     Spawn { program: String, source: io::Error },
     Wait(io::Error),
 }
@@ -347,6 +487,7 @@ pub enum RunError {
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            RunError::Config(e) => e.fmt(f),
             RunError::Spawn { program, source } => write!(
                 f,
                 "cannot start {program}: {source}; `cargo xtask run` installs QEMU when run as root"
@@ -358,19 +499,25 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
+/// How long the output is still read after a line that ends the run: the lines that say
+/// why (a panic's reason, a register dump) follow within milliseconds.
+pub const END_GRACE: Duration = Duration::from_secs(1);
+
 enum Event {
     Line(Stream, String),
     Closed,
 }
 
 /// Runs `command` with stdin closed, streaming its stdout and stderr lines to `sink`, and
-/// kills it once `timeout` has passed.
+/// kills it once `timeout` has passed, or [`END_GRACE`] after a stdout line for which
+/// `ends_run` holds.
 pub fn run_with_timeout(
     mut command: Command,
     timeout: Duration,
+    ends_run: &dyn Fn(&str) -> bool,
     sink: &mut dyn FnMut(Stream, &str),
 ) -> Result<Outcome, RunError> {
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
     let mut child = KillOnDrop(
         command
             .stdin(Stdio::null())
@@ -409,7 +556,13 @@ pub fn run_with_timeout(
     while open > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         match events.recv_timeout(left) {
-            Ok(Event::Line(stream, line)) => record(&mut outcome, stream, line),
+            Ok(Event::Line(stream, line)) => {
+                if stream == Stream::Console && outcome.ended_early.is_none() && ends_run(&line) {
+                    outcome.ended_early = Some(line.clone());
+                    deadline = deadline.min(Instant::now() + END_GRACE);
+                }
+                record(&mut outcome, stream, line);
+            }
             Ok(Event::Closed) => open -= 1,
             // Whether QEMU is still running is decided below, not by the silence.
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
@@ -418,7 +571,9 @@ pub fn run_with_timeout(
     let status = match wait_until(&mut child.0, deadline).map_err(RunError::Wait)? {
         Some(status) => status,
         None => {
-            outcome.timed_out_after = Some(timeout);
+            if outcome.ended_early.is_none() {
+                outcome.timed_out_after = Some(timeout);
+            }
             // Killing closes the pipes, so the readers finish and the drain below ends.
             let _ = child.0.kill();
             child.0.wait().map_err(RunError::Wait)?
@@ -548,6 +703,108 @@ mod tests {
         );
     }
 
+    fn xen_config() -> RunConfig {
+        RunConfig::xen_pvh(PathBuf::from("/t/xen/xen.elf"), PathBuf::from("/t/janus"))
+    }
+
+    #[test]
+    fn xen_pvh_command_is_exactly_the_documented_one() {
+        let mut c = xen_config();
+        c.cmdline = "log=debug seed=1".into();
+        assert_eq!(
+            args(&c.command()),
+            [
+                "-accel",
+                "tcg",
+                "-M",
+                "pc",
+                "-m",
+                "1G",
+                "-cpu",
+                "qemu64,+npt",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-kernel",
+                "/t/xen/xen.elf",
+                "-initrd",
+                "/t/janus log=debug seed=1",
+                "-append",
+                "console=com1 loglvl=all guest_loglvl=all console_timestamps=boot dom0=pvh \
+                 dom0-iommu=none noreboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=4",
+            ]
+        );
+        assert_eq!(c.check(), Ok(()));
+        assert_eq!(c.label(), "xen-pvh/pc");
+    }
+
+    #[test]
+    fn xen_pvh_escapes_commas_for_qemu() {
+        let mut c = xen_config();
+        c.cmdline = "opt=a,b".into();
+        let a = args(&c.command());
+        assert_eq!(
+            value_of(&a, "-initrd").as_deref(),
+            Some("/t/janus opt=a,,b")
+        );
+    }
+
+    #[test]
+    fn xen_pvh_runs_on_pc_and_q35_with_seabios_only() {
+        for machine in [Machine::Pc, Machine::Q35] {
+            let mut c = xen_config();
+            c.machine = machine;
+            assert_eq!(c.check(), Ok(()));
+            assert_eq!(c.label(), format!("xen-pvh/{machine}"));
+            assert!(!args(&c.command()).iter().any(|a| a == "-bios"));
+        }
+        let mut c = xen_config();
+        c.machine = Machine::Microvm;
+        let err = c.check().unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::XenMachine {
+                machine: Machine::Microvm
+            }
+        );
+        assert!(err.to_string().contains("--machine pc or q35"), "{err}");
+    }
+
+    #[test]
+    fn xen_pvh_refuses_an_image_path_with_a_space() {
+        let mut c = xen_config();
+        c.image = PathBuf::from("/my kernels/janus");
+        let err = c.check().unwrap_err();
+        assert!(err.to_string().contains("/my kernels/janus"), "{err}");
+        assert!(!err.to_string().contains('\n'));
+        let err = c.run(&mut |_, _| {}).unwrap_err();
+        assert!(matches!(err, RunError::Config(_)), "{err}");
+    }
+
+    #[test]
+    fn xen_pvh_refuses_a_cmdline_xen_would_cut() {
+        let mut c = xen_config();
+        c.cmdline = "x".repeat(xen::MAX_CMDLINE);
+        assert_eq!(c.check(), Ok(()));
+        c.cmdline.push('x');
+        let err = c.check().unwrap_err();
+        assert_eq!(err, ConfigError::XenCmdline { len: 1024 });
+        assert!(err.to_string().contains("at most 1023 bytes"), "{err}");
+    }
+
+    #[test]
+    fn xen_pvh_is_tcg_even_where_kvm_works() {
+        let resolved = Env::XenPvh.resolve(&Kvm::Opens).unwrap();
+        assert_eq!(resolved.accel, Accel::Tcg);
+    }
+
     #[test]
     fn kvm_uses_host_cpu_without_arch_capabilities() {
         let a = args(&config(Accel::Kvm, Machine::Microvm).command());
@@ -652,6 +909,7 @@ mod tests {
         let outcome = run_with_timeout(
             shell("printf 'one\\r\\ntwo\\n'; echo oops >&2; printf 'partial'; exit 33"),
             Duration::from_secs(10),
+            &|_| false,
             &mut |stream, line| seen.push((stream, line.to_string())),
         )
         .unwrap();
@@ -670,6 +928,7 @@ mod tests {
         let outcome = run_with_timeout(
             shell("echo started; exec sleep 30"),
             Duration::from_millis(300),
+            &|_| false,
             &mut |_, _| {},
         )
         .unwrap();
@@ -686,6 +945,7 @@ mod tests {
             run_with_timeout(
                 shell("echo $$; exec sleep 30"),
                 Duration::from_secs(20),
+                &|_| false,
                 &mut |_, line| {
                     pid = Some(line.to_string());
                     panic!("sink gives up");
@@ -701,10 +961,45 @@ mod tests {
     }
 
     #[test]
+    fn a_line_that_ends_the_run_stops_qemu_after_the_grace() {
+        let start = Instant::now();
+        let outcome = run_with_timeout(
+            shell("echo booting; echo FATAL; echo why; exec sleep 30"),
+            Duration::from_secs(20),
+            &|line| line == "FATAL",
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let took = start.elapsed();
+        assert_eq!(outcome.ended_early.as_deref(), Some("FATAL"));
+        assert_eq!(outcome.timed_out_after, None);
+        assert_eq!(outcome.status, None);
+        assert_eq!(outcome.console, ["booting", "FATAL", "why"]);
+        assert!(
+            took >= END_GRACE && took < Duration::from_secs(10),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn only_console_lines_end_a_run() {
+        let outcome = run_with_timeout(
+            shell("echo FATAL >&2; exit 33"),
+            Duration::from_secs(10),
+            &|line| line == "FATAL",
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(outcome.ended_early, None);
+        assert_eq!(outcome.status, Some(33));
+    }
+
+    #[test]
     fn run_reports_a_missing_program() {
         let err = run_with_timeout(
             Command::new("/nonexistent/qemu-system-x86_64"),
             Duration::from_secs(1),
+            &|_| false,
             &mut |_, _| {},
         )
         .unwrap_err();

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::qemu::Outcome;
+use crate::xen;
 
 /// The prefix of every machine-readable line.
 pub const PREFIX: &str = "@janus ";
@@ -336,10 +337,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// Gathers the records of a console, reading each line without the prefix Xen's
+    /// console may put before the guest's text.
     pub fn from_lines<S: AsRef<str>>(lines: &[S]) -> Report {
         let mut report = Report::default();
         for (i, line) in lines.iter().enumerate() {
-            let line = line.as_ref();
+            let line = xen::console::split_prefix(line.as_ref()).1;
             let line_number = i + 1;
             if let Some(frame) = parse_backtrace_frame(line) {
                 report.backtrace.push(frame);
@@ -427,6 +430,11 @@ pub enum VerdictKind {
     QemuFailed,
     /// Status 33 while the output says otherwise, or a malformed `@janus` line.
     Inconsistent,
+    /// Xen panicked or reported that dom0 crashed.
+    XenFatal,
+    /// The guest stopped without writing an exit value: under Xen, a shutdown hypercall or
+    /// a triple fault.
+    NoExitStatus,
 }
 
 impl VerdictKind {
@@ -451,6 +459,8 @@ impl VerdictKind {
             VerdictKind::NoOutput => "NO-OUTPUT",
             VerdictKind::QemuFailed => "QEMU-ERROR",
             VerdictKind::Inconsistent => "INCONSISTENT",
+            VerdictKind::XenFatal => "XEN-FATAL",
+            VerdictKind::NoExitStatus => "NO-EXIT-STATUS",
         }
     }
 }
@@ -971,6 +981,33 @@ mod tests {
                 word: "env"
             }]
         );
+    }
+
+    #[test]
+    fn records_and_frames_are_found_behind_xen_console_prefixes() {
+        let r = Report::from_lines(&[
+            "(XEN) [    1.113616] Freed 656kB init memory",
+            "(d0) [    1.118103] @janus env hypervisor=xen boot=pvh paging=direct",
+            "@janus test xen-console-io pass",
+            "(d0v0) [    1.2] @janus test heap fail reason=leak",
+            "(d0) [    1.3]   bt #0 0x105a3c",
+            "(XEN) [    1.4] @janus done tests_passed=1 tests_failed=1 boot_us=5",
+        ]);
+        assert_eq!(r.env_value("hypervisor"), Some("xen"));
+        assert!(r.test("xen-console-io").is_some_and(|t| t.pass));
+        assert_eq!(
+            r.test("heap").and_then(|t| t.reason.as_deref()),
+            Some("leak")
+        );
+        assert_eq!(
+            r.backtrace,
+            [Frame {
+                index: 0,
+                address: 0x105a3c
+            }]
+        );
+        assert_eq!(r.done.map(|d| d.tests_failed), Some(1));
+        assert!(r.malformed.is_empty(), "{:?}", r.malformed);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::qemu::{Env, Kvm, Machine, MemSize, RunConfig, Stream};
 use crate::report::{self, Record, Report};
 use crate::symbolize::Symbolizer;
 use crate::workspace::Workspace;
+use crate::xen;
 
 /// Boots the kernel under QEMU, streams the console, symbolizes fault backtraces and ends
 /// with a one-line verdict. Exit status: 0 all passed, 1 a test failed, 2 panic, fault,
@@ -18,12 +19,12 @@ pub struct Args {
     /// Where to run.
     #[arg(long, value_enum, default_value_t = Env::Auto)]
     pub env: Env,
-    /// QEMU machine type.
-    #[arg(long, value_enum, default_value_t = Machine::Microvm)]
-    pub machine: Machine,
-    /// Guest RAM, like QEMU's -m: 128M, 3G.
-    #[arg(long, default_value = "128M")]
-    pub mem: MemSize,
+    /// QEMU machine type [default: microvm; pc with --env xen-pvh].
+    #[arg(long, value_enum)]
+    pub machine: Option<Machine>,
+    /// Machine RAM, like QEMU's -m: 128M, 3G [default: 128M; 1G with --env xen-pvh].
+    #[arg(long)]
+    pub mem: Option<MemSize>,
     /// Kernel command line.
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub cmdline: String,
@@ -37,31 +38,41 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<u8, Failure> {
     let resolved = args.env.resolve(&Kvm::probe())?;
-    if args.env == Env::Auto {
-        println!("env: {} ({})", resolved.accel, resolved.why);
+    match args.env {
+        Env::Auto => println!("env: {} ({})", resolved.accel, resolved.why),
+        Env::XenPvh => println!("env: xen-pvh ({})", resolved.why),
+        Env::Kvm | Env::Tcg => {}
     }
     host::ensure(&host::QEMU)?;
-    if args.machine.firmware().is_some() {
-        host::ensure(&host::QBOOT)?;
-    }
     let workspace = Workspace::locate()?;
     let image = match &args.image {
         Some(image) => image.clone(),
         None => workspace.build_kernel()?,
     };
-    let config = RunConfig {
-        accel: resolved.accel,
-        machine: args.machine,
-        mem: args.mem,
-        cmdline: args.cmdline.clone(),
-        image,
-        timeout: Duration::from_secs(args.timeout),
+    let mut config = match args.env {
+        Env::XenPvh => {
+            let xen = xen::fetch::ensure(&xen::fetch::Cache::in_target(&workspace.target_dir))?;
+            RunConfig::xen_pvh(xen, image)
+        }
+        Env::Auto | Env::Kvm | Env::Tcg => RunConfig::new(resolved.accel, Machine::Microvm, image),
     };
+    if let Some(machine) = args.machine {
+        config.machine = machine;
+    }
+    if let Some(mem) = args.mem {
+        config.mem = mem;
+    }
+    config.cmdline = args.cmdline.clone();
+    config.timeout = Duration::from_secs(args.timeout);
+    config.check()?;
+    if config.firmware().is_some() {
+        host::ensure(&host::QBOOT)?;
+    }
     println!("running: {}", host::command_line(&config.command()));
     let mut console = Console::new(&config.image, &workspace.root);
     let outcome = config.run(&mut |stream, line| console.show(stream, line))?;
     let report = Report::from_lines(&outcome.console);
-    let verdict = report::verdict(&config.label(), &config.cmdline, &outcome, &report);
+    let verdict = config.verdict(&outcome, &report);
     println!("{verdict}");
     Ok(verdict.exit_code())
 }
@@ -83,12 +94,15 @@ impl<'a> Console<'a> {
         }
     }
 
+    /// Prints `line` as it came, with symbols added to fault lines, which under Xen may
+    /// carry Xen's prefix.
     fn show(&mut self, stream: Stream, line: &str) {
         if stream == Stream::Qemu {
             eprintln!("{line}");
             return;
         }
-        if let Some(frame) = report::parse_backtrace_frame(line) {
+        let text = xen::console::split_prefix(line).1;
+        if let Some(frame) = report::parse_backtrace_frame(text) {
             // Frame 0 is where the fault happened; deeper frames are return addresses.
             let symbol = match self.symbolizer() {
                 Ok(s) if frame.index == 0 => s.lookup(frame.address).map(|s| s.to_string()),
@@ -101,7 +115,7 @@ impl<'a> Console<'a> {
             return;
         }
         println!("{line}");
-        if let Some(Ok(Record::Abort(abort))) = report::parse_line(line)
+        if let Some(Ok(Record::Abort(abort))) = report::parse_line(text)
             && let Some(rip) = abort.rip()
         {
             let symbol = match self.symbolizer() {

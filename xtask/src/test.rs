@@ -8,9 +8,11 @@ use crate::host;
 use crate::libtest::{self, Summary};
 use crate::qemu::Kvm;
 use crate::workspace::Workspace;
+use crate::xen;
 
 /// Runs the kernel crates' host unit tests, xtask's own tests, and the boot tests (the KVM
-/// cases only where /dev/kvm opens), then prints `N passed, M failed[, K skipped]`.
+/// cases only where /dev/kvm opens; Xen fetched first for the Xen cases), then prints
+/// `N passed, M failed[, K skipped]`.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
@@ -20,6 +22,13 @@ const BOOT_TEST_THREADS: &str = "--test-threads=2";
 
 /// Environment variable through which the boot tests receive the kernel image.
 pub const KERNEL_ENV: &str = "JANUS_KERNEL";
+
+/// Environment variable through which the boot tests receive the Xen ELF.
+pub const XEN_ENV: &str = "JANUS_XEN";
+
+/// Set instead of [`XEN_ENV`] when Xen could not be fetched: the one-line reason, with which
+/// the Xen boot tests fail.
+pub const XEN_ERROR_ENV: &str = "JANUS_XEN_ERROR";
 
 pub fn run(_args: &Args) -> Result<u8, Failure> {
     host::ensure(&host::QEMU)?;
@@ -69,6 +78,18 @@ pub fn run(_args: &Args) -> Result<u8, Failure> {
                 BOOT_TEST_THREADS,
             ])
             .env(KERNEL_ENV, &image);
+        // Fetched here, once, rather than by the tests, which run in parallel.
+        match xen::fetch::ensure(&xen::fetch::Cache::in_target(&workspace.target_dir)) {
+            Ok(elf) => {
+                boot_tests.env(XEN_ENV, elf).env_remove(XEN_ERROR_ENV);
+            }
+            Err(e) => {
+                println!("xen: {e}; the Xen boot tests will fail with this reason");
+                boot_tests
+                    .env(XEN_ERROR_ENV, e.to_string())
+                    .env_remove(XEN_ENV);
+            }
+        }
         match Kvm::probe() {
             Kvm::Opens => {
                 println!("KVM: /dev/kvm opens read-write; the KVM boot cases run too");

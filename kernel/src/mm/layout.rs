@@ -8,6 +8,7 @@
 //! | `HEAP_START..` | the heap |
 //! | `MAPPER_TEST_WINDOW..` | scratch pages of the mapper self-test |
 //! | `BENCH_PAGE`, `UNMAPPED_PROBE_PAGE` | benchmark pages |
+//! | `XEN_CONSOLE_PAGE` | a Xen domU's console ring |
 //!
 //! Identity is the natural choice for both entries: PVH starts with paging off, and a Xen PV
 //! guest starts with its pseudo-physical memory mapped at `VIRT_BASE` 0.
@@ -25,6 +26,9 @@ pub const MAPPER_TEST_WINDOW_SIZE: u64 = 128 << 20;
 pub const BENCH_PAGE: u64 = 0xffff_b000_0000_0000;
 /// Never mapped: the page-fault benchmark and self-test read it.
 pub const UNMAPPED_PROBE_PAGE: u64 = 0xffff_b000_0020_0000;
+
+/// A Xen domU's console ring page, which lies outside RAM.
+pub const XEN_CONSOLE_PAGE: u64 = 0xffff_b000_0040_0000;
 
 /// Where the kernel reaches physical memory.
 pub fn phys_to_virt(addr: PhysAddr) -> VirtAddr {

@@ -4,15 +4,20 @@ use core::fmt;
 use core::ptr::NonNull;
 
 use janus_hypercall::cpuid::{Detection, Hypervisor, cpuid};
+use janus_hypercall::xen::console_ring::{XenconsInterface, XenconsRing, write_out};
 use janus_hypercall::xen::error::XenError;
+use janus_hypercall::xen::event_channel::EvtchnPort;
+use janus_hypercall::xen::hvm;
 use janus_hypercall::xen::hypercall::{HypercallPage, install_hypercall_page};
 use janus_hypercall::xen::ops::Version;
 use janus_hypercall::xen::shared_info::{SharedInfo, SharedInfoRef};
-use spin::Once;
-use x86_64::PhysAddr;
+use spin::{Mutex, Once};
+use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
+use x86_64::{PhysAddr, VirtAddr};
 
 use crate::mm::kernel_space;
-use crate::mm::layout::phys_to_virt;
+use crate::mm::layout::{XEN_CONSOLE_PAGE, phys_to_virt};
+use crate::mm::paging::MapperError;
 
 core::arch::global_asm!(
     r#"
@@ -42,6 +47,101 @@ pub struct Xen {
 /// The hypercall page, once installed.
 pub fn hypercalls() -> Option<&'static HypercallPage> {
     HYPERCALLS.get()
+}
+
+/// A domU's console: the ring page named by `HVM_PARAM_CONSOLE_PFN`, and the event
+/// channel that tells the backend (xenconsoled) to drain it.
+struct ConsoleRing {
+    ring: XenconsRing,
+    port: EvtchnPort,
+}
+
+static CONSOLE_RING: Mutex<Option<ConsoleRing>> = Mutex::new(None);
+
+/// Spins allowed for the backend to make room before the rest of a write is dropped: a
+/// stalled backend must not hang the kernel.
+const CONSOLE_RING_MAX_SPINS: u32 = 1_000_000;
+
+#[derive(Debug)]
+pub enum ConsoleRingError {
+    /// `HVM_PARAM_CONSOLE_PFN` is 0: this domain has no console ring.
+    NoRing,
+    Xen(XenError),
+    Map(MapperError),
+}
+
+impl fmt::Display for ConsoleRingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoRing => f.write_str("HVM_PARAM_CONSOLE_PFN is 0: no console ring"),
+            Self::Xen(e) => write!(f, "reading the console HVM params: {e}"),
+            Self::Map(e) => write!(f, "mapping the console ring: {e}"),
+        }
+    }
+}
+
+/// Finds and maps a domU's console ring. Untested on real Xen: no domU can be started on
+/// the machines this project runs on (see README).
+pub fn attach_console_ring(xen: &Xen) -> Result<(), ConsoleRingError> {
+    let pfn = xen
+        .hypercalls
+        .hvm_get_param(hvm::param::CONSOLE_PFN)
+        .map_err(ConsoleRingError::Xen)?;
+    let port = xen
+        .hypercalls
+        .hvm_get_param(hvm::param::CONSOLE_EVTCHN)
+        .map_err(ConsoleRingError::Xen)?;
+    if pfn == 0 || pfn >= 1 << 40 {
+        return Err(ConsoleRingError::NoRing);
+    }
+    let page = Page::containing_address(VirtAddr::new(XEN_CONSOLE_PAGE));
+    let frame = PhysFrame::containing_address(PhysAddr::new(pfn * 4096));
+    kernel_space::with(|space| {
+        space.mapper.map(
+            page,
+            frame,
+            PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE,
+            &mut space.frames,
+        )
+    })
+    .map_err(ConsoleRingError::Map)?;
+    let ptr = NonNull::new(page.start_address().as_mut_ptr::<XenconsInterface>())
+        .ok_or(ConsoleRingError::NoRing)?;
+    // SAFETY: the page was just mapped RW at a virtual address reserved for it, and only
+    // this ring writes it on the guest side.
+    let ring = unsafe { XenconsRing::new(ptr) };
+    *CONSOLE_RING.lock() = Some(ConsoleRing {
+        ring,
+        port: EvtchnPort(port as u32),
+    });
+    Ok(())
+}
+
+/// Writes to the console ring. `false` when there is no ring, it is busy (a fatal report
+/// interrupting a write), or the backend corrupted it; the caller then uses the debug port.
+pub fn console_ring_write(text: &[u8]) -> bool {
+    let Some(mut guard) = CONSOLE_RING.try_lock() else {
+        return false;
+    };
+    let (Some(console), Some(xen)) = (guard.as_mut(), hypercalls()) else {
+        return false;
+    };
+    let mut rest = text;
+    let mut spins = 0;
+    while !rest.is_empty() && spins < CONSOLE_RING_MAX_SPINS {
+        let Ok(written) = write_out(&mut console.ring, rest) else {
+            return false;
+        };
+        rest = &rest[written..];
+        if written > 0 {
+            // Notification failures only delay output until the next one.
+            let _ = xen.evtchn_send(console.port);
+        } else {
+            spins += 1;
+            core::hint::spin_loop();
+        }
+    }
+    true
 }
 
 /// The shared info page, once mapped.
