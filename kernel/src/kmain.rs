@@ -12,12 +12,10 @@ use crate::boot::cmdline;
 use crate::boot::pvh::{self, BootInfo, BootInfoError, PhysRead};
 use crate::console::{self, Sink};
 use crate::mm::kernel_space;
-use crate::mm::memory_map::{MAX_REGIONS, MemoryMap};
 use crate::platform::exit::{ExitCode, exit};
 use crate::platform::xen::{self, Xen};
 use crate::time::tsc::{self, Frequency};
 use crate::{emergency_println, println};
-use janus_hypercall::xen::ops::{E820_ENTRY_SIZE, e820_entries};
 
 /// The start info, memory map and command line lie where the boot stub's identity map reaches:
 /// the first 4 GiB, minus page 0 (a null pointer from the host is refused, not followed).
@@ -50,32 +48,16 @@ pub fn start_pvh(start_info_paddr: u64) -> ! {
     let hypervisor = cpuid::detect();
     let xen = xen::init(&hypervisor);
     if let Some(xen) = &xen {
-        // Only dom0 may write Xen's console; a domU is refused and uses the debug port.
-        let sink = match xen.hypercalls.console_write(b"") {
-            Ok(()) => Sink::XenConsoleIo,
-            Err(_) => Sink::DebugPort,
-        };
-        console::set_sink(sink);
+        console::set_sink(xen::early_console(xen));
     }
     println!(
         "Janus {} (PVH entry, start info at {start_info_paddr:#x})",
         env!("CARGO_PKG_VERSION")
     );
     let xen_map = xen.as_ref().and_then(|xen| {
-        let mut raw = [0u8; MAX_REGIONS * E820_ENTRY_SIZE];
-        match xen.hypercalls.memory_map(&mut raw) {
-            Ok(entries) => match MemoryMap::from_entries(e820_entries(entries)) {
-                Ok(map) => Some(map),
-                Err(e) => {
-                    println!("warning: Xen's memory map (XENMEM_memory_map) is unusable: {e}");
-                    None
-                }
-            },
-            Err(e) => {
-                println!("warning: XENMEM_memory_map failed: {e}");
-                None
-            }
-        }
+        xen::memory_map(xen)
+            .map_err(|e| println!("warning: {e}"))
+            .ok()
     });
     let boot = match pvh::parse(&BootWindow, start_info_paddr, xen_map) {
         Ok(boot) => boot,

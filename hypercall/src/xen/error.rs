@@ -59,6 +59,7 @@ xen_errors! {
     Eexist = 17, "already exists";
     Exdev = 18, "cross-device link";
     Enodev = 19, "no such device";
+    Enotdir = 20, "not a directory";
     Eisdir = 21, "is a directory";
     Einval = 22, "invalid argument";
     Enfile = 23, "file table overflow";

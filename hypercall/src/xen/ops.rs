@@ -84,7 +84,7 @@ const _: () = assert!(size_of::<XenMemoryMap>() == 16);
 const _: () = assert!(core::mem::offset_of!(XenMemoryMap, buffer) == 8);
 
 /// Xen writes the map as packed `struct e820entry { u64 addr; u64 size; u32 type; }`
-/// (xen/include/asm-x86/e820.h), 20 bytes each.
+/// (xen/arch/x86/include/asm/e820.h), 20 bytes each.
 pub const E820_ENTRY_SIZE: usize = 20;
 
 /// Decodes `count` packed e820 entries as `(addr, size, type)`.

@@ -9,14 +9,16 @@ use janus_hypercall::xen::error::XenError;
 use janus_hypercall::xen::event_channel::EvtchnPort;
 use janus_hypercall::xen::hvm;
 use janus_hypercall::xen::hypercall::{HypercallPage, install_hypercall_page};
-use janus_hypercall::xen::ops::Version;
+use janus_hypercall::xen::ops::{E820_ENTRY_SIZE, Version, e820_entries};
 use janus_hypercall::xen::shared_info::{SharedInfo, SharedInfoRef};
 use spin::{Mutex, Once};
 use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 use x86_64::{PhysAddr, VirtAddr};
 
+use crate::console::Sink;
 use crate::mm::kernel_space;
 use crate::mm::layout::{XEN_CONSOLE_PAGE, phys_to_virt};
+use crate::mm::memory_map::{MAX_REGIONS, MemoryMap, MemoryMapError};
 use crate::mm::paging::MapperError;
 
 core::arch::global_asm!(
@@ -47,6 +49,41 @@ pub struct Xen {
 /// The hypercall page, once installed.
 pub fn hypercalls() -> Option<&'static HypercallPage> {
     HYPERCALLS.get()
+}
+
+/// Where the console goes until memory is set up: only dom0 may write Xen's console
+/// (`console_io`); a domU is refused and uses the debug port until its ring is attached.
+pub fn early_console(xen: &Xen) -> Sink {
+    match xen.hypercalls.console_write(b"") {
+        Ok(()) => Sink::XenConsoleIo,
+        Err(_) => Sink::DebugPort,
+    }
+}
+
+/// This domain's memory map from `XENMEM_memory_map`: Xen 4.17 starts a PVH dom0 with a
+/// version 0 start info, which has none.
+pub fn memory_map(xen: &Xen) -> Result<MemoryMap, XenMemoryMapError> {
+    let mut raw = [0u8; MAX_REGIONS * E820_ENTRY_SIZE];
+    let entries = xen
+        .hypercalls
+        .memory_map(&mut raw)
+        .map_err(XenMemoryMapError::Xen)?;
+    MemoryMap::from_entries(e820_entries(entries)).map_err(XenMemoryMapError::Invalid)
+}
+
+#[derive(Debug)]
+pub enum XenMemoryMapError {
+    Xen(XenError),
+    Invalid(MemoryMapError),
+}
+
+impl fmt::Display for XenMemoryMapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Xen(e) => write!(f, "XENMEM_memory_map failed: {e}"),
+            Self::Invalid(e) => write!(f, "Xen's memory map (XENMEM_memory_map) is unusable: {e}"),
+        }
+    }
 }
 
 /// A domU's console: the ring page named by `HVM_PARAM_CONSOLE_PFN`, and the event
