@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod bench;
 pub mod boot;
 pub mod mm;
+pub mod rng;
 pub mod time;
 
 #[cfg(target_os = "none")]

@@ -253,6 +253,7 @@ fn parse_u64(value: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::XorShift64 as Rng;
     use alloc::string::{String, ToString};
     use alloc::vec;
     use alloc::vec::Vec;
@@ -455,28 +456,16 @@ mod tests {
         );
     }
 
-    /// Deterministic xorshift so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     #[test]
     fn random_windows_never_panic_and_accepted_lines_are_printable_and_bounded() {
-        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        let mut rng = Rng::new(0xdead_beef_cafe_f00d);
         let alphabet = b"log=seed=selftest=0x123 \tfault-stack-overflow\0\n\x7f\xff";
         for round in 0..5000 {
-            let len = (rng.next() % (MAX_CMDLINE_LEN as u64 + 64)) as usize;
+            let len = (rng.next_u64() % (MAX_CMDLINE_LEN as u64 + 64)) as usize;
             let len = if round % 2 == 0 { len % 64 } else { len };
             let window: Vec<u8> = (0..len)
                 .map(|_| {
-                    let r = rng.next();
+                    let r = rng.next_u64();
                     if r.is_multiple_of(4) {
                         r as u8
                     } else {

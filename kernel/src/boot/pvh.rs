@@ -455,6 +455,7 @@ fn checksum(bytes: &[u8]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::XorShift64 as Rng;
     use alloc::collections::BTreeMap;
     use alloc::string::ToString;
     use alloc::vec;
@@ -1010,22 +1011,6 @@ mod tests {
         }
     }
 
-    /// Deterministic xorshift so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     fn check_invariants(boot: &BootInfo) {
         let map = &boot.memory_map;
         assert!(!map.regions().is_empty() && map.regions().len() <= MAX_REGIONS);
@@ -1051,7 +1036,7 @@ mod tests {
 
     #[test]
     fn random_damage_never_panics_and_accepted_info_holds_its_invariants() {
-        let mut rng = Rng(0x5eed_0fba_5eba_1100);
+        let mut rng = Rng::new(0x5eed_0fba_5eba_1100);
         let pristine = Fixture::qemu().memory();
         // The bytes a host controls: start info, memory map, module list, cmdline, RSDP.
         let targets: [(u64, u64); 5] = [
@@ -1070,7 +1055,7 @@ mod tests {
                 let value = match rng.below(4) {
                     0 => 0,
                     1 => 0xff,
-                    _ => rng.next() as u8,
+                    _ => rng.next_u64() as u8,
                 };
                 mem.write(at, &[value]);
             }
@@ -1084,12 +1069,12 @@ mod tests {
 
     #[test]
     fn random_start_info_bytes_never_panic() {
-        let mut rng = Rng(0xfeed_face_0bad_cafe);
+        let mut rng = Rng::new(0xfeed_face_0bad_cafe);
         let pristine = Fixture::qemu().memory();
         for _ in 0..20_000 {
             let mut mem = pristine.clone();
             let mut raw = [0u8; 56];
-            raw.iter_mut().for_each(|b| *b = rng.next() as u8);
+            raw.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
             if rng.below(2) == 0 {
                 raw[..4].copy_from_slice(&HVM_START_MAGIC_VALUE.to_le_bytes());
             }

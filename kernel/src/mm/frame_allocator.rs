@@ -314,6 +314,7 @@ impl<'a> FrameAllocator<'a> {
 mod tests {
     use super::*;
     use crate::mm::memory_map::MemoryMap;
+    use crate::rng::XorShift64 as Rng;
     use alloc::string::ToString;
     use alloc::vec;
     use alloc::vec::Vec;
@@ -607,22 +608,6 @@ mod tests {
         assert_eq!(bitmap[2], 0b11 | (0b11 << 62));
     }
 
-    /// Deterministic xorshift so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     fn random_map(rng: &mut Rng) -> MemoryMap {
         loop {
             let mut cursor = rng.below(2 * MIB);
@@ -642,7 +627,7 @@ mod tests {
 
     #[test]
     fn random_maps_and_operations_keep_the_allocator_consistent() {
-        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        let mut rng = Rng::new(0x0123_4567_89ab_cdef);
         for _ in 0..300 {
             let map = random_map(&mut rng);
             let top = map.usable_end();

@@ -322,6 +322,7 @@ impl fmt::Debug for MemoryMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::XorShift64 as Rng;
     use alloc::string::ToString;
     use alloc::vec::Vec;
 
@@ -554,38 +555,22 @@ mod tests {
         }
     }
 
-    /// Deterministic xorshift so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        /// Values clustered where the edge cases live.
-        fn interesting(&mut self) -> u64 {
-            match self.below(6) {
-                0 => self.below(0x1000),
-                1 => self.below(0x1_0000_0000) & !0xfff,
-                2 => PHYS_ADDR_LIMIT - self.below(0x1000_0000),
-                3 => u64::MAX - self.below(0x1000),
-                4 => self.next(),
-                _ => 0x10_0000 * self.below(64),
-            }
+    /// Values clustered where the edge cases live.
+    fn interesting(rng: &mut Rng) -> u64 {
+        match rng.below(6) {
+            0 => rng.below(0x1000),
+            1 => rng.below(0x1_0000_0000) & !0xfff,
+            2 => PHYS_ADDR_LIMIT - rng.below(0x1000_0000),
+            3 => u64::MAX - rng.below(0x1000),
+            4 => rng.next_u64(),
+            _ => 0x10_0000 * rng.below(64),
         }
     }
 
     /// Entries with no structure at all: mostly rejected.
     fn random_entries(rng: &mut Rng, n: usize) -> Vec<(u64, u64, u32)> {
         (0..n)
-            .map(|_| (rng.interesting(), rng.interesting(), rng.below(9) as u32))
+            .map(|_| (interesting(rng), interesting(rng), rng.below(9) as u32))
             .collect()
     }
 
@@ -611,8 +596,8 @@ mod tests {
             let i = rng.below(entries.len() as u64) as usize;
             match rng.below(4) {
                 0 => entries[i].1 = 0,
-                1 => entries[i].0 = rng.interesting(),
-                2 => entries[i].1 = rng.interesting(),
+                1 => entries[i].0 = interesting(rng),
+                2 => entries[i].1 = interesting(rng),
                 _ => entries.push(entries[i]),
             }
         }
@@ -625,7 +610,7 @@ mod tests {
 
     #[test]
     fn random_maps_never_panic_and_accepted_maps_hold_their_invariants() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut accepted = 0;
         for _ in 0..20_000 {
             let n = if rng.below(4) == 0 {

@@ -12,32 +12,22 @@ use super::{Outcome, ensure};
 use crate::arch::extable::probe_read_u8;
 use crate::mm::kernel_space::{self, KernelSpace};
 use crate::mm::layout::{MAPPER_TEST_WINDOW, MAPPER_TEST_WINDOW_SIZE, phys_to_virt};
+use crate::rng::XorShift64;
 
 const PAGES: usize = 10_000;
 const MAX_ROUND: usize = 2_048;
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn tag(va: u64) -> u64 {
     va.rotate_left(17) ^ 0x6a61_6e75_735f_6d6d
 }
 
 /// 10,000 distinct random pages of the test window.
-fn random_pages(rng: &mut XorShift) -> Vec<Page> {
+fn random_pages(rng: &mut XorShift64) -> Vec<Page> {
     let slots = MAPPER_TEST_WINDOW_SIZE / 4096;
     let mut used = alloc::vec![0u64; (slots / 64) as usize];
     let mut pages = Vec::with_capacity(PAGES);
     while pages.len() < PAGES {
-        let slot = rng.next() % slots;
+        let slot = rng.below(slots);
         let (word, bit) = ((slot / 64) as usize, slot % 64);
         if used[word] & (1 << bit) == 0 {
             used[word] |= 1 << bit;
@@ -50,7 +40,7 @@ fn random_pages(rng: &mut XorShift) -> Vec<Page> {
 }
 
 pub fn run(seed: u64) -> Outcome {
-    let mut rng = XorShift(seed | 1);
+    let mut rng = XorShift64::new(seed);
     let pages = random_pages(&mut rng);
     let round = kernel_space::with(|s| (s.frames.free_frames() as usize / 4).min(MAX_ROUND));
     ensure!(round > 0, "no free frames for the mapper test");

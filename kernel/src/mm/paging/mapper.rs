@@ -619,13 +619,8 @@ mod tests {
         let mut f = frames();
         let mut m = Mapper::new(Arena::new(&mut f));
         let mut model: BTreeMap<u64, (u64, bool)> = BTreeMap::new();
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::rng::XorShift64::new(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next_u64();
         for _ in 0..20_000 {
             let va = 0xffff_a000_0000_0000 + (next() % 4096) * 4096;
             let pa = (next() % 0x10_0000) * 4096;
