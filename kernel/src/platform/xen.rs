@@ -3,8 +3,9 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use janus_hypercall::cpuid::{Detection, Hypervisor, cpuid};
+use janus_hypercall::cpuid::{Detection, cpuid};
 use janus_hypercall::xen::console_ring::{XenconsInterface, XenconsRing, write_out};
+use janus_hypercall::xen::cpuid::XenLeaves;
 use janus_hypercall::xen::error::XenError;
 use janus_hypercall::xen::event_channel::EvtchnPort;
 use janus_hypercall::xen::hvm;
@@ -143,7 +144,7 @@ pub fn attach_console_ring(xen: &Xen) -> Result<(), ConsoleRingError> {
     })
     .map_err(ConsoleRingError::Map)?;
     let ptr = NonNull::new(page.start_address().as_mut_ptr::<XenconsInterface>())
-        .ok_or(ConsoleRingError::NoRing)?;
+        .expect("XEN_CONSOLE_PAGE is not null");
     // SAFETY: the page was just mapped RW at a virtual address reserved for it, and only
     // this ring writes it on the guest side.
     let ring = unsafe { XenconsRing::new(ptr) };
@@ -196,7 +197,7 @@ pub fn map_shared_info(xen: &Xen) -> Result<SharedInfoRef, MapSharedInfoError> {
         .map_shared_info(paddr.as_u64() / 4096)
         .map_err(MapSharedInfoError::Xen)?;
     let page = NonNull::new(phys_to_virt(paddr).as_mut_ptr::<SharedInfo>())
-        .ok_or(MapSharedInfoError::OutOfFrames)?;
+        .expect("allocated frames lie above 1 MiB");
     // SAFETY: the frame is the kernel's for good (never freed), identity-mapped, and Xen
     // now backs it with this domain's shared info page.
     let shared = unsafe { SharedInfoRef::new(page) };
@@ -221,12 +222,8 @@ impl fmt::Display for MapSharedInfoError {
 /// Installs the hypercall page through the MSR that CPUID leaf base + 2 names (PVH/HVM).
 /// `None` when not on Xen or when Xen's leaves make no sense.
 pub fn init(detection: &Detection) -> Option<Xen> {
-    if detection.hypervisor != Hypervisor::Xen || detection.max_leaf < detection.base_leaf + 2 {
-        return None;
-    }
-    let leaf = cpuid(detection.base_leaf + 2, 0);
-    let (pages, msr) = (leaf.eax, leaf.ebx);
-    if pages == 0 {
+    let leaf = XenLeaves::new(detection)?.hypercall(cpuid)?;
+    if leaf.pages == 0 {
         return None;
     }
     let page = &raw const janus_hypercall_page;
@@ -234,7 +231,7 @@ pub fn init(detection: &Detection) -> Option<Xen> {
     let hypercalls = HYPERCALLS.call_once(|| {
         // SAFETY: Xen named `msr` in its CPUID leaf; the page is the kernel's own
         // page-aligned, executable (text) page reserved for this, identity-mapped.
-        unsafe { install_hypercall_page(msr, paddr.as_u64()) };
+        unsafe { install_hypercall_page(leaf.msr, paddr.as_u64()) };
         // SAFETY: Xen has just filled the page with its stubs.
         unsafe { HypercallPage::new(page) }
     });

@@ -9,6 +9,7 @@ use core::fmt;
 
 use janus_drivers::pit::{self, Channel0, PitError};
 use janus_hypercall::cpuid::{CpuidResult, Detection, Hypervisor};
+use janus_hypercall::xen::cpuid::XenLeaves;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -93,9 +94,9 @@ pub fn from_cpuid(
         {
             cpuid(hypervisor.base_leaf + 0x10, 0).eax
         }
-        Hypervisor::Xen if hypervisor.max_leaf >= hypervisor.base_leaf + 3 => {
-            cpuid(hypervisor.base_leaf + 3, 0).ecx
-        }
+        Hypervisor::Xen => XenLeaves::new(hypervisor)
+            .and_then(|leaves| leaves.tsc(&mut cpuid))
+            .map_or(0, |leaf| leaf.guest_khz),
         _ => 0,
     };
     (khz != 0).then(|| Frequency {
