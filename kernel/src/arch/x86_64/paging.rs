@@ -25,7 +25,7 @@ impl DirectBackend {
             root,
             active: false,
         };
-        backend.init_table(root);
+        backend.init_table(root, 4);
         backend
     }
 
@@ -63,10 +63,12 @@ impl PageTableBackend for DirectBackend {
         unsafe { Self::entry_ptr(table, index).write_volatile(entry) }
     }
 
-    fn init_table(&mut self, frame: PhysFrame) {
+    fn init_table(&mut self, frame: PhysFrame, _level: u8) {
         // SAFETY: the frame was just allocated for this backend (constructor contract).
         unsafe { core::ptr::write_bytes(Self::entry_ptr(frame, 0), 0, ENTRIES) }
     }
+
+    fn release_table(&mut self, _frame: PhysFrame) {}
 
     fn invalidate(&mut self, page: VirtAddr) {
         if self.active {

@@ -25,8 +25,27 @@ pub trait PageTableBackend {
     /// (but [`Self::read`] sees it at once).
     fn write(&mut self, table: PhysFrame, index: usize, entry: PageTableEntry);
 
-    /// Turns a newly allocated frame into an empty table, before anything links it.
-    fn init_table(&mut self, frame: PhysFrame);
+    /// Sets the level-1 entry (`index` of `table`) that maps `page`. Knowing the virtual
+    /// address lets a backend use an update addressed by it (Xen's `update_va_mapping`, which
+    /// also invalidates the TLB entry in the same call); the default is [`Self::write`].
+    fn write_leaf(
+        &mut self,
+        table: PhysFrame,
+        index: usize,
+        entry: PageTableEntry,
+        page: VirtAddr,
+    ) {
+        let _ = page;
+        self.write(table, index, entry);
+    }
+
+    /// Turns a newly allocated frame into an empty table of `level` (1 = page table,
+    /// 4 = PML4), before anything links it.
+    fn init_table(&mut self, frame: PhysFrame, level: u8);
+
+    /// `frame`, a table [`Self::init_table`] set up, has been unlinked (the write may still be
+    /// queued) and is handed back as plain memory: the backend undoes what `init_table` did.
+    fn release_table(&mut self, frame: PhysFrame);
 
     /// The translation of `page` changed: stale TLB entries must be gone once [`Self::flush`]
     /// returns (a backend may invalidate at once).

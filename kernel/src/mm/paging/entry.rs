@@ -6,6 +6,11 @@ use x86_64::structures::paging::PageTableFlags;
 /// Entries per table at every level.
 pub const ENTRIES: usize = 512;
 
+/// Software bit 9 of a leaf: its address is a machine frame, not one of this guest's
+/// (pseudo-)physical frames. Only a Xen PV guest tells the two apart, for frames Xen owns
+/// such as `shared_info`; the hardware ignores the bit, so other backends need not look.
+pub const MACHINE_FRAME: PageTableFlags = PageTableFlags::BIT_9;
+
 /// Bits 12..52: the physical address of the next table or of a 4 KiB page.
 const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// In a 2 MiB or 1 GiB leaf, bit 12 is PAT, not an address bit.

@@ -138,7 +138,7 @@ impl<B: PageTableBackend> Mapper<B> {
             let entry = self.backend.read(table, i);
             table = if !entry.is_present() {
                 let new = frames.allocate_frame().ok_or(MapperError::OutOfFrames)?;
-                self.backend.init_table(new);
+                self.backend.init_table(new, upper - 1);
                 self.backend.write(
                     table,
                     i,
@@ -184,7 +184,11 @@ impl<B: PageTableBackend> Mapper<B> {
                 return Err(MapperError::AlreadyMapped(addr));
             }
             // Not-present entries are never cached by the TLB: no invalidation needed.
-            m.backend.write(table, i, entry);
+            if level == 1 {
+                m.backend.write_leaf(table, i, entry, addr);
+            } else {
+                m.backend.write(table, i, entry);
+            }
             Ok(())
         })
     }
@@ -230,7 +234,7 @@ impl<B: PageTableBackend> Mapper<B> {
             if !entry.is_present() {
                 return Err(MapperError::NotMapped(addr));
             }
-            m.backend.write(table, i, PageTableEntry::EMPTY);
+            m.backend.write_leaf(table, i, PageTableEntry::EMPTY, addr);
             m.backend.invalidate(addr);
             Ok(frame_of(entry))
         })
@@ -252,9 +256,46 @@ impl<B: PageTableBackend> Mapper<B> {
             }
             let flags = (flags | PageTableFlags::PRESENT) - PageTableFlags::HUGE_PAGE;
             m.backend
-                .write(table, i, PageTableEntry::new(entry.addr(), flags));
+                .write_leaf(table, i, PageTableEntry::new(entry.addr(), flags), addr);
             m.backend.invalidate(addr);
             Ok(())
+        })
+    }
+
+    /// Unlinks and hands to `free` every level-1 table that maps nothing and whose whole
+    /// 2 MiB span lies in `range`; returns how many. Tables are otherwise kept once created.
+    pub fn release_empty_tables(
+        &mut self,
+        range: core::ops::Range<VirtAddr>,
+        mut free: impl FnMut(PhysFrame),
+    ) -> usize {
+        let span = PageSize::Size2MiB.bytes();
+        let start = range.start.as_u64().next_multiple_of(span);
+        let end = range.end.as_u64() & !(span - 1);
+        self.batch(|m| {
+            let mut released = 0;
+            for base in (start..end).step_by(span as usize) {
+                let addr = VirtAddr::new(base);
+                let Ok(upper) = m.existing_table_for(addr, 2) else {
+                    continue;
+                };
+                let i = index(addr, 2);
+                let entry = m.backend.read(upper, i);
+                if !entry.is_present() || entry.is_huge() {
+                    continue;
+                }
+                let table = frame_of(entry);
+                if (0..ENTRIES).any(|j| m.backend.read(table, j).is_present()) {
+                    continue;
+                }
+                m.backend.write(upper, i, PageTableEntry::EMPTY);
+                // Drops the paging-structure caches' copy of the unlinked entry too.
+                m.backend.invalidate(addr);
+                m.backend.release_table(table);
+                free(table);
+                released += 1;
+            }
+            released
         })
     }
 
@@ -352,7 +393,7 @@ mod tests {
                 root: root.start_address().as_u64(),
                 ..Self::default()
             };
-            arena.init_table(root);
+            arena.init_table(root, 4);
             arena
         }
     }
@@ -369,12 +410,19 @@ mod tests {
                 .get_mut(&table.start_address().as_u64())
                 .expect("write to a frame that is not a table")[index] = entry;
         }
-        fn init_table(&mut self, frame: PhysFrame) {
+        fn init_table(&mut self, frame: PhysFrame, _level: u8) {
             let old = self.tables.insert(
                 frame.start_address().as_u64(),
                 [PageTableEntry::EMPTY; ENTRIES],
             );
             assert!(old.is_none(), "frame reused as a table");
+        }
+        fn release_table(&mut self, frame: PhysFrame) {
+            let table = self
+                .tables
+                .remove(&frame.start_address().as_u64())
+                .expect("released a frame that is not a table");
+            assert!(table.iter().all(|e| !e.is_present()));
         }
         fn invalidate(&mut self, page: VirtAddr) {
             self.invalidated.push(page);
@@ -412,8 +460,12 @@ mod tests {
         fn write(&mut self, table: PhysFrame, index: usize, entry: PageTableEntry) {
             self.queue.push((table, index, entry));
         }
-        fn init_table(&mut self, frame: PhysFrame) {
-            self.arena.init_table(frame);
+        fn init_table(&mut self, frame: PhysFrame, level: u8) {
+            self.arena.init_table(frame, level);
+        }
+        fn release_table(&mut self, frame: PhysFrame) {
+            self.flush();
+            self.arena.release_table(frame);
         }
         fn invalidate(&mut self, page: VirtAddr) {
             self.arena.invalidate(page);
@@ -592,6 +644,33 @@ mod tests {
                 .as_u64(),
             0x1000
         );
+    }
+
+    #[test]
+    fn empty_tables_are_released_and_full_ones_kept() {
+        let mut f = frames();
+        let mut m = Mapper::new(Arena::new(&mut f));
+        let base = 0xffff_a000_0000_0000u64;
+        // Three 2 MiB spans get a level-1 table each; the middle one keeps a page.
+        for span in 0..3 {
+            m.map(page(base + span * 0x20_0000), frame(0x1000), RW_NX, &mut f)
+                .unwrap();
+        }
+        m.unmap(page(base)).unwrap();
+        m.unmap(page(base + 0x40_0000)).unwrap();
+        let tables = m.backend().tables.len();
+        let mut freed = Vec::new();
+        let range = VirtAddr::new(base)..VirtAddr::new(base + 0x60_0000);
+        assert_eq!(m.release_empty_tables(range.clone(), |f| freed.push(f)), 2);
+        assert_eq!(freed.len(), 2);
+        assert_eq!(m.backend().tables.len(), tables - 2);
+        assert!(m.translate(VirtAddr::new(base + 0x20_0000)).is_some());
+        // Mapping again into a released span builds a fresh table, which stays while used.
+        m.map(page(base), frame(0x2000), RW_NX, &mut f).unwrap();
+        assert_eq!(m.translate(VirtAddr::new(base)).unwrap().phys.as_u64(), 0x2000);
+        assert_eq!(m.release_empty_tables(range.clone(), |_| {}), 0);
+        m.unmap(page(base)).unwrap();
+        assert_eq!(m.release_empty_tables(range, |_| {}), 1);
     }
 
     #[test]

@@ -5,6 +5,6 @@ pub mod entry;
 pub mod mapper;
 
 pub use backend::PageTableBackend;
-pub use entry::PageTableEntry;
+pub use entry::{MACHINE_FRAME, PageTableEntry};
 pub use mapper::{FrameSource, Leaf, Mapper, MapperError, PageSize, Translation};
 pub use x86_64::structures::paging::PageTableFlags;
