@@ -106,11 +106,15 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
-/// Programs COM1 and installs the logger at `info`; the command line may change the level.
-pub fn init() {
+/// Starts the console on `sink` (programming COM1 if that is it) and installs the logger at
+/// `info`; the command line may change the level.
+pub fn init(sink: Sink) {
     let _guard = PRINT_LOCK.lock();
-    // SAFETY: COM1 belongs to the console; PRINT_LOCK is held.
-    unsafe { Uart16550::new(COM1) }.init();
+    if sink == Sink::Com1 {
+        // SAFETY: COM1 belongs to the console; PRINT_LOCK is held.
+        unsafe { Uart16550::new(COM1) }.init();
+    }
+    set_sink(sink);
     // Only fails when a logger is already set, i.e. on a second call, which is harmless.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(LevelFilter::Info);

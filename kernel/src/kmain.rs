@@ -7,12 +7,17 @@ use janus_hypercall::cpuid::{self, Detection};
 use janus_hypercall::kvm;
 use janus_hypercall::kvm::hypercall::{HypercallInstruction, KvmHypercalls};
 
-use crate::arch::{boot, cpu, trap};
+use janus_hypercall::xen::cpuid::PvCpuid;
+use x86_64::VirtAddr;
+
+use crate::arch::{boot, cpu, extable, trap};
 use crate::boot::cmdline;
 use crate::boot::pvh::{self, BootInfo, BootInfoError, PhysRead};
+use crate::boot::xen_pv::{self, XenPvBoot};
 use crate::console::{self, Sink};
-use crate::mm::kernel_space;
-use crate::platform::exit::{ExitCode, exit};
+use crate::mm::kernel_space::{self, Paging};
+use crate::platform;
+use crate::platform::exit::{self, ExitCode, exit};
 use crate::platform::xen::{self, Xen};
 use crate::time::tsc::{self, Frequency};
 use crate::{emergency_println, println};
@@ -42,8 +47,81 @@ impl PhysRead for BootWindow {
     }
 }
 
+/// Under Xen PV, boot data lies wherever Xen's bootstrap tables map it; a page that is not
+/// mapped is refused rather than faulted on.
+struct ProbedRead;
+
+impl PhysRead for ProbedRead {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), BootInfoError> {
+        let len = buf.len() as u64;
+        let unreadable = BootInfoError::Unreadable {
+            what: "range",
+            paddr: addr,
+            len,
+        };
+        let end = addr.checked_add(len).ok_or(unreadable)?;
+        if addr < 4096 || VirtAddr::try_new(end).is_err() {
+            return Err(unreadable);
+        }
+        let mut page = addr & !4095;
+        while page < end {
+            // SAFETY: a read of RAM has no side effects, and one that faults is caught.
+            unsafe { extable::probe_read_u8(VirtAddr::new(page.max(addr))) }
+                .map_err(|_| unreadable)?;
+            page += 4096;
+        }
+        // SAFETY: every page of the range was just read successfully, and it is only read.
+        unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+}
+
+unsafe extern "C" {
+    static __kernel_start: u8;
+    static __kernel_end: u8;
+}
+
+pub fn start_xen_pv(start_info_va: u64) -> ! {
+    // SAFETY: this is the Xen PV entry, and nothing ran before.
+    let xen = match unsafe { xen::init_pv() } {
+        Ok(xen) => xen,
+        // Without xen_version there is no console to say so, nor a way to stop.
+        Err(_) => loop {
+            core::hint::spin_loop();
+        },
+    };
+    exit::set_port_io(false);
+    console::init(Sink::XenConsoleIo);
+    if let Err(e) = trap::init_xen_pv(xen.hypercalls) {
+        println!("janus: cannot boot: set_trap_table: {e}");
+        println!("@janus abort kind=boot-info reason=trap-table");
+        exit(ExitCode::Fatal)
+    }
+    // I/O privilege level 1 is the PV kernel's "ring 1": `out` to isa-debug-exit works.
+    match xen.hypercalls.physdev_set_iopl(1) {
+        Ok(()) => exit::set_port_io(true),
+        Err(e) => println!("warning: PHYSDEVOP_set_iopl: {e}; stopping by SCHEDOP_shutdown"),
+    }
+    // SAFETY: this is the Xen PV entry.
+    let hypervisor = unsafe { PvCpuid::new() }.detect();
+    println!(
+        "Janus {} (Xen PV entry, start_info at {start_info_va:#x})",
+        env!("CARGO_PKG_VERSION")
+    );
+    let image = (&raw const __kernel_start as u64)..(&raw const __kernel_end as u64);
+    let (boot, pv) = match xen_pv::parse(&ProbedRead, start_info_va, image) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            println!("janus: cannot boot: {e}");
+            println!("@janus abort kind=boot-info reason={}", e.reason());
+            exit(ExitCode::Fatal)
+        }
+    };
+    run(&boot, &hypervisor, Some(&xen), Some(&pv))
+}
+
 pub fn start_pvh(start_info_paddr: u64) -> ! {
-    console::init();
+    console::init(Sink::Com1);
     trap::init();
     let hypervisor = cpuid::detect();
     let xen = xen::init(&hypervisor);
@@ -67,18 +145,31 @@ pub fn start_pvh(start_info_paddr: u64) -> ! {
             exit(ExitCode::Fatal)
         }
     };
-    run(&boot, &hypervisor, xen.as_ref())
+    run(&boot, &hypervisor, xen.as_ref(), None)
 }
 
-fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
-    let options = cmdline::parse(boot.cmdline(), |w| println!("warning: {w}"));
-    if options.paging == Some(cmdline::Paging::XenPv) {
-        println!(
-            "warning: paging=xen-pv refused: page-table updates by hypercall need a Xen PV \
-             boot, and this is a PVH boot (hypervisor={}); using paging=direct",
+/// What the command line asks of paging, against what the entry allows.
+fn check_paging_options(options: &cmdline::Options, hypervisor: &Detection, pv: bool) {
+    match (options.paging, pv) {
+        (Some(cmdline::Paging::XenPv), false) => println!(
+            "warning: paging=xen-pv-mmu refused: page-table updates by hypercall need a Xen \
+             PV boot, and this is a PVH boot (hypervisor={}); using paging=direct",
             hypervisor.hypervisor
-        );
+        ),
+        (Some(cmdline::Paging::Direct), true) => println!(
+            "warning: paging=direct refused: a Xen PV kernel cannot write its page tables, \
+             Xen maps them read-only and validates every change; using paging=xen-pv-mmu"
+        ),
+        _ => {}
     }
+    if !options.mmu_batch && !pv {
+        println!("warning: mmu-batch=off has no effect with paging=direct: nothing is batched");
+    }
+}
+
+fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&XenPvBoot>) -> ! {
+    let options = cmdline::parse(boot.cmdline(), |w| println!("warning: {w}"));
+    check_paging_options(&options, hypervisor, pv.is_some());
     log::set_max_level(options.log_level);
     log::info!("command line: '{}'", boot.cmdline());
     for region in boot.memory_map.regions() {
@@ -91,7 +182,23 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
         println!("@janus abort kind=unsupported-cpu reason=no-nx");
         exit(ExitCode::Fatal)
     }
-    let memory = match kernel_space::init(boot, &features) {
+    let paging = match (pv, xen) {
+        (Some(pv), Some(xen)) => match xen::m2p_table(xen) {
+            Ok(m2p) => Paging::XenPv {
+                boot: pv,
+                hypercalls: xen.hypercalls,
+                m2p,
+                batching: options.mmu_batch,
+            },
+            Err(e) => {
+                println!("janus: cannot set up memory: {e}");
+                println!("@janus abort kind=memory reason=m2p");
+                exit(ExitCode::Fatal)
+            }
+        },
+        _ => Paging::Direct,
+    };
+    let memory = match kernel_space::init(boot, &features, paging) {
         Ok(memory) => memory,
         Err(e) => {
             println!("janus: cannot set up memory: {e}");
@@ -106,7 +213,11 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
         memory.heap_bytes >> 10
     );
     if let Some(xen) = xen {
-        if let Err(e) = xen::map_shared_info(xen) {
+        let shared = match pv {
+            Some(pv) => xen::map_shared_info_pv(pv.shared_info),
+            None => xen::map_shared_info(xen),
+        };
+        if let Err(e) = shared {
             println!("warning: {e}");
         }
         // A domU may not use console_io: move from the debug port to its console ring.
@@ -120,8 +231,9 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
     let frequency = tsc_frequency(hypervisor);
 
     let tsc_khz = frequency.map_or(0, |f| f.hz / 1000);
-    let kvm_features = kvm::features::read_features(hypervisor, cpuid::cpuid);
-    let onoff = |b| if b { "on" } else { "off" };
+    let kvm_features = kvm::features::read_features(hypervisor, platform::cpuid);
+    // A PV kernel runs at CPL 3 and may not write CR4: SMEP/SMAP/UMIP are Xen's business.
+    let onoff = |b| if b && pv.is_none() { "on" } else { "off" };
     let tsc_source: &dyn core::fmt::Display = match &frequency {
         Some(f) => &f.source,
         None => &"none",
@@ -132,9 +244,11 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
         (None, None) => alloc::string::String::new(),
     };
     println!(
-        "@janus env hypervisor={} boot=pvh paging=direct clock=tsc console={} cpus=1 \
-         mem_mib={} tsc_khz={tsc_khz} tsc_source={} nx=on smep={} smap={} umip={}{hypervisor_keys}",
+        "@janus env hypervisor={} boot={} paging={} clock=tsc console={} cpus=1 mem_mib={} \
+         tsc_khz={tsc_khz} tsc_source={} nx=on smep={} smap={} umip={}{hypervisor_keys}",
         hypervisor.hypervisor,
+        if pv.is_some() { "xen-pv" } else { "pvh" },
+        kernel_space::with(|space| space.mapper.backend().name()),
         console::sink().name(),
         memory.usable_bytes >> 20,
         tsc_source,
@@ -147,6 +261,14 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
     let seed = options.seed.unwrap_or(ready);
     let summary = crate::selftest::run_all(seed, hypervisor, xen);
     if let Some(test) = options.selftest {
+        if test == cmdline::SelfTest::StackOverflow && pv.is_some() {
+            println!(
+                "janus: selftest=stack-overflow cannot be reported under Xen PV: Xen delivers \
+                 faults on the current stack, and when that overflowed it crashes the domain"
+            );
+            println!("@janus abort kind=unsupported reason=stack-overflow-under-xen-pv");
+            exit(ExitCode::Fatal)
+        }
         crate::selftest::provoke::run(test);
     }
     // SAFETY: CPUID says KVM, and the kernel runs at CPL 0.
@@ -175,8 +297,19 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>) -> ! {
 }
 
 fn tsc_frequency(hypervisor: &Detection) -> Option<Frequency> {
-    if let Some(f) = tsc::from_cpuid(cpuid::cpuid, hypervisor) {
+    if let Some(f) = tsc::from_cpuid(platform::cpuid, hypervisor) {
         return Some(f);
+    }
+    // A Xen PV guest's time leaf may say 0 kHz (native TSC mode); its pvclock scale does not.
+    let pvclock = xen::shared_info()
+        .and_then(|shared| shared.vcpu_time(0))
+        .and_then(|time| time.read().ok())
+        .and_then(|time| tsc::from_pvclock(time.tsc_to_system_mul, time.tsc_shift));
+    if let Some(hz) = pvclock {
+        return Some(Frequency {
+            hz,
+            source: tsc::Source::Pvclock,
+        });
     }
     // SAFETY: nothing else uses the PIT, and interrupts are off, so reprogramming channel 0
     // raises nothing.

@@ -66,18 +66,39 @@ pub struct Boot {
     pub verdict: Verdict,
 }
 
+/// How a healthy boot entered the kernel and updates its page tables: `boot=` and
+/// `paging=` on the env line.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    pub boot: &'static str,
+    pub paging: &'static str,
+}
+
+/// The PVH entry (QEMU's `-kernel`, or Xen's PVH dom0), writing page-table entries in place.
+pub const PVH: Entry = Entry {
+    boot: "pvh",
+    paging: "direct",
+};
+
+/// A classic Xen PV guest, whose page tables Xen validates and the kernel updates by
+/// `mmu_update`.
+pub const XEN_PV: Entry = Entry {
+    boot: "xen-pv",
+    paging: "xen-pv-mmu",
+};
+
 /// Boots the kernel in `env` on `machine` with `mem` and `cmdline`.
 ///
 /// `Env::Kvm` on a host without /dev/kvm fails the test with the reason, never falls back;
-/// so does `Env::XenPvh` when Xen could not be fetched.
+/// so do the Xen environments when Xen could not be fetched.
 pub fn boot(env: Env, machine: Machine, mem: &str, cmdline: &str) -> Boot {
     let accel = env
         .resolve(&Kvm::probe())
         .unwrap_or_else(|e| panic!("{e}"))
         .accel;
-    let mut config = match env {
-        Env::XenPvh => RunConfig::xen_pvh(xen_image(), kernel_image()),
-        Env::Auto | Env::Kvm | Env::Tcg => RunConfig::new(accel, machine, kernel_image()),
+    let mut config = match env.xen_dom0() {
+        Some(dom0) => RunConfig::xen(dom0, xen_image(), kernel_image()),
+        None => RunConfig::new(accel, machine, kernel_image()),
     };
     config.machine = machine;
     config.mem = mem.parse::<MemSize>().unwrap_or_else(|e| panic!("{e}"));
@@ -123,6 +144,15 @@ impl Boot {
             .unwrap_or_else(|| self.fail(&format!("no `{key}=` on the `@janus env` line")))
     }
 
+    /// Fails the test unless the env line has `key=expected`.
+    #[track_caller]
+    pub fn assert_env(&self, key: &str, expected: &str) {
+        let found = self.env_value(key);
+        self.check(found == expected, || {
+            format!("env {key}={found}, expected {expected}")
+        });
+    }
+
     /// `mem_mib` from the env line.
     pub fn mem_mib(&self) -> u64 {
         let value = self.env_value("mem_mib");
@@ -131,22 +161,15 @@ impl Boot {
             .unwrap_or_else(|_| self.fail(&format!("mem_mib={value} is not a number")))
     }
 
-    /// Checks everything a clean boot promises: exit 0, the platform on the env line, all
-    /// tests passed and the required ones present, the required benches plausible, and a
-    /// `done` line.
+    /// Checks everything a clean boot promises: exit 0, the hypervisor, boot entry and
+    /// paging backend on the env line, all tests passed and the required ones present, the
+    /// required benches plausible, and a `done` line.
     #[track_caller]
-    pub fn assert_healthy(&self, hypervisor: &str) {
+    pub fn assert_healthy(&self, hypervisor: &str, entry: Entry) {
         self.check(self.verdict.exit_code() == 0, || "expected exit 0".into());
-        for (key, expected) in [
-            ("hypervisor", hypervisor),
-            ("boot", "pvh"),
-            ("paging", "direct"),
-        ] {
-            let found = self.env_value(key);
-            self.check(found == expected, || {
-                format!("env {key}={found}, expected {expected}")
-            });
-        }
+        self.assert_env("hypervisor", hypervisor);
+        self.assert_env("boot", entry.boot);
+        self.assert_env("paging", entry.paging);
         for test in &self.report.tests {
             self.check(test.pass, || {
                 format!("test {} failed: {:?}", test.name, test.reason)
@@ -178,12 +201,12 @@ impl Boot {
         self.check(done.boot_us > 0, || "done says boot_us=0".into());
     }
 
-    /// Checks what a clean boot as Xen's PVH dom0 promises on top of
+    /// Checks what a clean boot as Xen's dom0, entered as `entry` says, promises on top of
     /// [`Boot::assert_healthy`]: the Xen version on the env line, the Xen self-tests and
     /// benches, and most of the machine's memory.
     #[track_caller]
-    pub fn assert_healthy_under_xen(&self, machine_mib: u64) {
-        self.assert_healthy("xen");
+    pub fn assert_healthy_under_xen(&self, entry: Entry, machine_mib: u64) {
+        self.assert_healthy("xen", entry);
         let version = self.env_value("xen");
         self.check(version == "4.17", || {
             format!("env xen={version}, expected 4.17")

@@ -170,17 +170,35 @@ mod tests {
         let line = error_line(&["xtask", "run", "--env", "xen"]);
         assert!(!line.contains('\n'), "{line}");
         assert!(line.contains("'xen'"), "{line}");
-        assert!(line.contains("auto, kvm, tcg, xen-pvh"), "{line}");
+        assert!(line.contains("auto, kvm, tcg, xen-pvh, xen-pv"), "{line}");
         assert!(line.ends_with("--help`"), "{line}");
     }
 
     #[test]
-    fn xen_pvh_is_an_env() {
-        let Command::Run(args) = parse(["xtask", "run", "--env", "xen-pvh"]).unwrap().command
-        else {
-            panic!("not run");
-        };
-        assert_eq!(args.env, Env::XenPvh);
+    fn xen_pvh_and_xen_pv_are_envs() {
+        for (name, env) in [("xen-pvh", Env::XenPvh), ("xen-pv", Env::XenPv)] {
+            let Command::Run(args) = parse(["xtask", "run", "--env", name]).unwrap().command else {
+                panic!("not run");
+            };
+            assert_eq!(args.env, env);
+        }
+    }
+
+    #[test]
+    fn run_help_gives_the_xen_defaults() {
+        let help = Cli::command()
+            .find_subcommand_mut("run")
+            .expect("run is a subcommand")
+            .render_long_help()
+            .to_string();
+        for text in [
+            "xen-pvh",
+            "xen-pv",
+            "pc with --env xen-pvh and xen-pv",
+            "1G with --env xen-pvh and xen-pv",
+        ] {
+            assert!(help.contains(text), "{text:?} not in:\n{help}");
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub const DEBUG_EXIT_IOBASE: u16 = 0xf4;
 
 /// Where the kernel should run, as the user asks for it on the command line.
 ///
-/// New environments (Xen PV) become new variants here, resolved in [`Env::resolve`].
+/// New environments become new variants here, resolved in [`Env::resolve`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Env {
     /// KVM when /dev/kvm opens read-write, TCG otherwise.
@@ -43,6 +43,8 @@ pub enum Env {
     Tcg,
     /// Xen 4.17 under QEMU TCG, the kernel as its PVH dom0.
     XenPvh,
+    /// Xen 4.17 under QEMU TCG, the kernel as its classic PV dom0.
+    XenPv,
 }
 
 /// QEMU's accelerator: what an [`Env`] resolves to.
@@ -130,6 +132,15 @@ impl fmt::Display for EnvError {
 impl std::error::Error for EnvError {}
 
 impl Env {
+    /// How Xen boots the kernel in this environment; `None` where QEMU boots it directly.
+    pub fn xen_dom0(self) -> Option<xen::Dom0> {
+        match self {
+            Env::XenPvh => Some(xen::Dom0::Pvh),
+            Env::XenPv => Some(xen::Dom0::Pv),
+            Env::Auto | Env::Kvm | Env::Tcg => None,
+        }
+    }
+
     /// Picks the accelerator; `kvm` never falls back silently to TCG.
     pub fn resolve(self, kvm: &Kvm) -> Result<Resolved, EnvError> {
         match (self, kvm) {
@@ -137,11 +148,18 @@ impl Env {
                 accel: Accel::Tcg,
                 why: "asked for with --env tcg".into(),
             }),
-            // Xen needs SVM or VT-x with nested paging in its CPU, which this project's KVM
-            // (kvm_pvm) does not offer and QEMU's emulation does (ENVIRONMENTS.md).
+            // A PVH dom0 needs SVM or VT-x with nested paging in Xen's CPU, which this
+            // project's KVM (kvm_pvm) does not offer and QEMU's emulation does; Xen itself,
+            // for a PV dom0 too, fails there on its CET instructions (ENVIRONMENTS.md).
             (Env::XenPvh, _) => Ok(Resolved {
                 accel: Accel::Tcg,
                 why: "Xen runs under TCG: it needs SVM with nested paging".into(),
+            }),
+            (Env::XenPv, _) => Ok(Resolved {
+                accel: Accel::Tcg,
+                why: "Xen runs under TCG: shadow-paging KVM (kvm_pvm) fails on its CET \
+                      instructions"
+                    .into(),
             }),
             (Env::Kvm | Env::Auto, Kvm::Opens) => Ok(Resolved {
                 accel: Accel::Kvm,
@@ -249,10 +267,12 @@ impl fmt::Display for MemSize {
 pub enum Guest {
     /// The kernel, through QEMU's own PVH loader (`-kernel`).
     Direct,
-    /// Xen, through QEMU's multiboot loader; Xen boots the kernel as its PVH dom0.
-    XenPvh {
+    /// Xen, through QEMU's multiboot loader; Xen boots the kernel as its dom0.
+    Xen {
         /// The uncompressed hypervisor ELF.
         xen: PathBuf,
+        /// PVH or classic PV.
+        dom0: xen::Dom0,
     },
 }
 
@@ -260,32 +280,35 @@ pub enum Guest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// Xen on a machine QEMU cannot boot it on.
-    XenMachine { machine: Machine },
+    XenMachine { dom0: xen::Dom0, machine: Machine },
     /// An image path Xen would cut at the space.
-    XenImagePath { image: PathBuf },
+    XenImagePath { dom0: xen::Dom0, image: PathBuf },
     /// A command line Xen would cut short.
-    XenCmdline { len: usize },
+    XenCmdline { dom0: xen::Dom0, len: usize },
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::XenMachine { machine } => write!(
+            ConfigError::XenMachine { dom0, machine } => write!(
                 f,
-                "--env xen-pvh runs on --machine pc or q35, not {machine}: QEMU boots Xen \
-                 through its multiboot loader, which -M {machine} lacks"
+                "--env {} runs on --machine pc or q35, not {machine}: QEMU boots Xen \
+                 through its multiboot loader, which -M {machine} lacks",
+                dom0.env_name()
             ),
-            ConfigError::XenImagePath { image } => write!(
+            ConfigError::XenImagePath { dom0, image } => write!(
                 f,
-                "--env xen-pvh hands the image to Xen as `-initrd \"<image> <cmdline>\"`, \
+                "--env {} hands the image to Xen as `-initrd \"<image> <cmdline>\"`, \
                  where a space ends the path, and {} has one; copy the image to a path \
                  without spaces",
+                dom0.env_name(),
                 image.display()
             ),
-            ConfigError::XenCmdline { len } => write!(
+            ConfigError::XenCmdline { dom0, len } => write!(
                 f,
-                "--env xen-pvh passes at most {} bytes of command line to dom0 and drops the \
+                "--env {} passes at most {} bytes of command line to dom0 and drops the \
                  rest without a word; this one has {len}",
+                dom0.env_name(),
                 xen::MAX_CMDLINE
             ),
         }
@@ -327,45 +350,47 @@ impl RunConfig {
         }
     }
 
-    /// A run of the kernel as Xen's PVH dom0 on the machine ENVIRONMENTS.md verified: TCG,
+    /// A run of the kernel as Xen's dom0 on the machine ENVIRONMENTS.md verified: TCG,
     /// `pc`, 1 GiB.
-    pub fn xen_pvh(xen: PathBuf, image: PathBuf) -> RunConfig {
+    pub fn xen(dom0: xen::Dom0, xen: PathBuf, image: PathBuf) -> RunConfig {
         RunConfig {
             mem: xen::DEFAULT_MEM,
-            guest: Guest::XenPvh { xen },
+            guest: Guest::Xen { xen, dom0 },
             ..RunConfig::new(Accel::Tcg, Machine::Pc, image)
         }
     }
 
     /// Refuses what QEMU or Xen would misread.
     pub fn check(&self) -> Result<(), ConfigError> {
-        match &self.guest {
-            Guest::Direct => Ok(()),
-            // Checked: QEMU 7.2 with -M microvm hangs silently on a multiboot kernel.
-            Guest::XenPvh { .. } if self.machine == Machine::Microvm => {
-                Err(ConfigError::XenMachine {
-                    machine: self.machine,
-                })
-            }
-            Guest::XenPvh { .. } if xen::path_has_space(&self.image) => {
-                Err(ConfigError::XenImagePath {
-                    image: self.image.clone(),
-                })
-            }
-            Guest::XenPvh { .. } if self.cmdline.len() > xen::MAX_CMDLINE => {
-                Err(ConfigError::XenCmdline {
-                    len: self.cmdline.len(),
-                })
-            }
-            Guest::XenPvh { .. } => Ok(()),
+        let Guest::Xen { dom0, .. } = self.guest else {
+            return Ok(());
+        };
+        // Checked: QEMU 7.2 with -M microvm hangs silently on a multiboot kernel.
+        if self.machine == Machine::Microvm {
+            Err(ConfigError::XenMachine {
+                dom0,
+                machine: self.machine,
+            })
+        } else if xen::path_has_space(&self.image) {
+            Err(ConfigError::XenImagePath {
+                dom0,
+                image: self.image.clone(),
+            })
+        } else if self.cmdline.len() > xen::MAX_CMDLINE {
+            Err(ConfigError::XenCmdline {
+                dom0,
+                len: self.cmdline.len(),
+            })
+        } else {
+            Ok(())
         }
     }
 
-    /// The environment as verdicts name it, e.g. `tcg/microvm`, `xen-pvh/pc`.
+    /// The environment as verdicts name it, e.g. `tcg/microvm`, `xen-pvh/pc`, `xen-pv/q35`.
     pub fn label(&self) -> String {
         match self.guest {
             Guest::Direct => format!("{}/{}", self.accel, self.machine),
-            Guest::XenPvh { .. } => format!("xen-pvh/{}", self.machine),
+            Guest::Xen { dom0, .. } => format!("{}/{}", dom0.env_name(), self.machine),
         }
     }
 
@@ -374,7 +399,7 @@ impl RunConfig {
         match self.guest {
             Guest::Direct => self.machine.firmware(),
             // qboot has no multiboot loader: QEMU exits at once without a word.
-            Guest::XenPvh { .. } => None,
+            Guest::Xen { .. } => None,
         }
     }
 
@@ -387,10 +412,17 @@ impl RunConfig {
             .arg("-m")
             .arg(self.mem.to_string());
         match &self.guest {
-            Guest::Direct => command.args(["-cpu", self.accel.cpu()]),
-            // No VGA, NIC or disks: nothing for Xen to set up or to hand to dom0.
-            Guest::XenPvh { .. } => command.args(["-cpu", xen::CPU]).arg("-nodefaults"),
-        };
+            Guest::Direct => {
+                command.args(["-cpu", self.accel.cpu()]);
+            }
+            Guest::Xen { dom0, .. } => {
+                if let Some(cpu) = dom0.cpu() {
+                    command.args(["-cpu", cpu]);
+                }
+                // No VGA, NIC or disks: nothing for Xen to set up or to hand to dom0.
+                command.arg("-nodefaults");
+            }
+        }
         command
             // Checked on microvm, pc and q35, and with -nodefaults: with no display and no
             // monitor, `-serial stdio` puts COM1, and only COM1, on QEMU's stdout.
@@ -402,13 +434,13 @@ impl RunConfig {
                 .arg(&self.image)
                 .arg("-append")
                 .arg(&self.cmdline),
-            Guest::XenPvh { xen } => command
+            Guest::Xen { xen, dom0 } => command
                 .arg("-kernel")
                 .arg(xen)
                 .arg("-initrd")
                 .arg(xen::dom0_module(&self.image, &self.cmdline))
                 .arg("-append")
-                .arg(xen::OPTIONS),
+                .arg(dom0.options()),
         };
         command.arg("-device").arg(format!(
             "isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=4"
@@ -425,7 +457,7 @@ impl RunConfig {
         self.check().map_err(RunError::Config)?;
         let ends_run = |line: &str| match self.guest {
             Guest::Direct => false,
-            Guest::XenPvh { .. } => xen::console::terminal(line).is_some(),
+            Guest::Xen { .. } => xen::console::terminal(line).is_some(),
         };
         run_with_timeout(self.command(), self.timeout, &ends_run, sink)
     }
@@ -435,7 +467,7 @@ impl RunConfig {
         let label = self.label();
         match self.guest {
             Guest::Direct => report::verdict(&label, &self.cmdline, outcome, report),
-            Guest::XenPvh { .. } => xen::console::verdict(&label, &self.cmdline, outcome, report),
+            Guest::Xen { .. } => xen::console::verdict(&label, &self.cmdline, outcome, report),
         }
     }
 }
@@ -703,13 +735,19 @@ mod tests {
         );
     }
 
-    fn xen_config() -> RunConfig {
-        RunConfig::xen_pvh(PathBuf::from("/t/xen/xen.elf"), PathBuf::from("/t/janus"))
+    const DOM0S: [xen::Dom0; 2] = [xen::Dom0::Pvh, xen::Dom0::Pv];
+
+    fn xen_config(dom0: xen::Dom0) -> RunConfig {
+        RunConfig::xen(
+            dom0,
+            PathBuf::from("/t/xen/xen.elf"),
+            PathBuf::from("/t/janus"),
+        )
     }
 
     #[test]
     fn xen_pvh_command_is_exactly_the_documented_one() {
-        let mut c = xen_config();
+        let mut c = xen_config(xen::Dom0::Pvh);
         c.cmdline = "log=debug seed=1".into();
         assert_eq!(
             args(&c.command()),
@@ -745,64 +783,142 @@ mod tests {
         assert_eq!(c.label(), "xen-pvh/pc");
     }
 
+    /// ENVIRONMENTS.md: the PVH command without `-cpu`, `dom0=pvh` and `dom0-iommu=none`.
     #[test]
-    fn xen_pvh_escapes_commas_for_qemu() {
-        let mut c = xen_config();
-        c.cmdline = "opt=a,b".into();
-        let a = args(&c.command());
+    fn xen_pv_command_is_exactly_the_documented_one() {
+        let mut c = xen_config(xen::Dom0::Pv);
+        c.cmdline = "log=debug seed=1".into();
         assert_eq!(
-            value_of(&a, "-initrd").as_deref(),
-            Some("/t/janus opt=a,,b")
+            args(&c.command()),
+            [
+                "-accel",
+                "tcg",
+                "-M",
+                "pc",
+                "-m",
+                "1G",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-kernel",
+                "/t/xen/xen.elf",
+                "-initrd",
+                "/t/janus log=debug seed=1",
+                "-append",
+                "console=com1 loglvl=all guest_loglvl=all console_timestamps=boot noreboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=4",
+            ]
         );
-    }
-
-    #[test]
-    fn xen_pvh_runs_on_pc_and_q35_with_seabios_only() {
-        for machine in [Machine::Pc, Machine::Q35] {
-            let mut c = xen_config();
-            c.machine = machine;
-            assert_eq!(c.check(), Ok(()));
-            assert_eq!(c.label(), format!("xen-pvh/{machine}"));
-            assert!(!args(&c.command()).iter().any(|a| a == "-bios"));
-        }
-        let mut c = xen_config();
-        c.machine = Machine::Microvm;
-        let err = c.check().unwrap_err();
-        assert_eq!(
-            err,
-            ConfigError::XenMachine {
-                machine: Machine::Microvm
-            }
-        );
-        assert!(err.to_string().contains("--machine pc or q35"), "{err}");
-    }
-
-    #[test]
-    fn xen_pvh_refuses_an_image_path_with_a_space() {
-        let mut c = xen_config();
-        c.image = PathBuf::from("/my kernels/janus");
-        let err = c.check().unwrap_err();
-        assert!(err.to_string().contains("/my kernels/janus"), "{err}");
-        assert!(!err.to_string().contains('\n'));
-        let err = c.run(&mut |_, _| {}).unwrap_err();
-        assert!(matches!(err, RunError::Config(_)), "{err}");
-    }
-
-    #[test]
-    fn xen_pvh_refuses_a_cmdline_xen_would_cut() {
-        let mut c = xen_config();
-        c.cmdline = "x".repeat(xen::MAX_CMDLINE);
         assert_eq!(c.check(), Ok(()));
-        c.cmdline.push('x');
-        let err = c.check().unwrap_err();
-        assert_eq!(err, ConfigError::XenCmdline { len: 1024 });
-        assert!(err.to_string().contains("at most 1023 bytes"), "{err}");
+        assert_eq!(c.label(), "xen-pv/pc");
     }
 
     #[test]
-    fn xen_pvh_is_tcg_even_where_kvm_works() {
-        let resolved = Env::XenPvh.resolve(&Kvm::Opens).unwrap();
-        assert_eq!(resolved.accel, Accel::Tcg);
+    fn xen_escapes_commas_for_qemu() {
+        for dom0 in DOM0S {
+            let mut c = xen_config(dom0);
+            c.cmdline = "opt=a,b".into();
+            let a = args(&c.command());
+            assert_eq!(
+                value_of(&a, "-initrd").as_deref(),
+                Some("/t/janus opt=a,,b"),
+                "{dom0:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn xen_runs_on_pc_and_q35_with_seabios_only() {
+        for dom0 in DOM0S {
+            for machine in [Machine::Pc, Machine::Q35] {
+                let mut c = xen_config(dom0);
+                c.machine = machine;
+                assert_eq!(c.check(), Ok(()), "{dom0:?} {machine}");
+                assert!(!args(&c.command()).iter().any(|a| a == "-bios"));
+            }
+            let mut c = xen_config(dom0);
+            c.machine = Machine::Microvm;
+            let err = c.check().unwrap_err();
+            assert_eq!(
+                err,
+                ConfigError::XenMachine {
+                    dom0,
+                    machine: Machine::Microvm
+                }
+            );
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("--env {} ", dom0.env_name())),
+                "{message}"
+            );
+            assert!(message.contains("--machine pc or q35"), "{message}");
+        }
+    }
+
+    #[test]
+    fn xen_labels_name_the_dom0_and_the_machine() {
+        use xen::Dom0::{Pv, Pvh};
+        for (dom0, machine, label) in [
+            (Pvh, Machine::Pc, "xen-pvh/pc"),
+            (Pvh, Machine::Q35, "xen-pvh/q35"),
+            (Pv, Machine::Pc, "xen-pv/pc"),
+            (Pv, Machine::Q35, "xen-pv/q35"),
+        ] {
+            let mut c = xen_config(dom0);
+            c.machine = machine;
+            assert_eq!(c.label(), label);
+        }
+    }
+
+    #[test]
+    fn xen_refuses_an_image_path_with_a_space() {
+        for dom0 in DOM0S {
+            let mut c = xen_config(dom0);
+            c.image = PathBuf::from("/my kernels/janus");
+            let err = c.check().unwrap_err();
+            assert!(err.to_string().contains("/my kernels/janus"), "{err}");
+            assert!(err.to_string().contains(dom0.env_name()), "{err}");
+            assert!(!err.to_string().contains('\n'));
+            let err = c.run(&mut |_, _| {}).unwrap_err();
+            assert!(matches!(err, RunError::Config(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn xen_refuses_a_cmdline_xen_would_cut() {
+        for dom0 in DOM0S {
+            let mut c = xen_config(dom0);
+            c.cmdline = "x".repeat(xen::MAX_CMDLINE);
+            assert_eq!(c.check(), Ok(()));
+            c.cmdline.push('x');
+            let err = c.check().unwrap_err();
+            assert_eq!(err, ConfigError::XenCmdline { dom0, len: 1024 });
+            assert!(err.to_string().contains("at most 1023 bytes"), "{err}");
+        }
+    }
+
+    #[test]
+    fn xen_envs_are_tcg_even_where_kvm_works() {
+        for env in [Env::XenPvh, Env::XenPv] {
+            let resolved = env.resolve(&Kvm::Opens).unwrap();
+            assert_eq!(resolved.accel, Accel::Tcg, "{env:?}");
+            assert!(resolved.why.starts_with("Xen runs under TCG"), "{env:?}");
+        }
+    }
+
+    #[test]
+    fn only_xen_envs_have_a_dom0() {
+        assert_eq!(Env::XenPvh.xen_dom0(), Some(xen::Dom0::Pvh));
+        assert_eq!(Env::XenPv.xen_dom0(), Some(xen::Dom0::Pv));
+        for env in [Env::Auto, Env::Kvm, Env::Tcg] {
+            assert_eq!(env.xen_dom0(), None, "{env:?}");
+        }
     }
 
     #[test]

@@ -19,10 +19,11 @@ pub struct Args {
     /// Where to run.
     #[arg(long, value_enum, default_value_t = Env::Auto)]
     pub env: Env,
-    /// QEMU machine type [default: microvm; pc with --env xen-pvh].
+    /// QEMU machine type [default: microvm; pc with --env xen-pvh and xen-pv].
     #[arg(long, value_enum)]
     pub machine: Option<Machine>,
-    /// Machine RAM, like QEMU's -m: 128M, 3G [default: 128M; 1G with --env xen-pvh].
+    /// Machine RAM, like QEMU's -m: 128M, 3G [default: 128M; 1G with --env xen-pvh and
+    /// xen-pv].
     #[arg(long)]
     pub mem: Option<MemSize>,
     /// Kernel command line.
@@ -38,10 +39,10 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<u8, Failure> {
     let resolved = args.env.resolve(&Kvm::probe())?;
-    match args.env {
-        Env::Auto => println!("env: {} ({})", resolved.accel, resolved.why),
-        Env::XenPvh => println!("env: xen-pvh ({})", resolved.why),
-        Env::Kvm | Env::Tcg => {}
+    if let Some(dom0) = args.env.xen_dom0() {
+        println!("env: {} ({})", dom0.env_name(), resolved.why);
+    } else if args.env == Env::Auto {
+        println!("env: {} ({})", resolved.accel, resolved.why);
     }
     host::ensure(&host::QEMU)?;
     let workspace = Workspace::locate()?;
@@ -49,12 +50,12 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
         Some(image) => image.clone(),
         None => workspace.build_kernel()?,
     };
-    let mut config = match args.env {
-        Env::XenPvh => {
+    let mut config = match args.env.xen_dom0() {
+        Some(dom0) => {
             let xen = xen::fetch::ensure(&xen::fetch::Cache::in_target(&workspace.target_dir))?;
-            RunConfig::xen_pvh(xen, image)
+            RunConfig::xen(dom0, xen, image)
         }
-        Env::Auto | Env::Kvm | Env::Tcg => RunConfig::new(resolved.accel, Machine::Microvm, image),
+        None => RunConfig::new(resolved.accel, Machine::Microvm, image),
     };
     if let Some(machine) = args.machine {
         config.machine = machine;

@@ -85,6 +85,21 @@ const _: () = assert!(size_of::<EvtchnAllocUnbound>() == 8);
 const _: () = assert!(offset_of!(EvtchnAllocUnbound, remote_dom) == 2);
 const _: () = assert!(offset_of!(EvtchnAllocUnbound, port) == 4);
 
+/// `struct evtchn_bind_interdomain` (xen/include/public/event_channel.h), 12 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnBindInterdomain {
+    pub remote_dom: u16,
+    pub remote_port: u32,
+    /// Out: the new local port.
+    pub local_port: u32,
+}
+
+const _: () = assert!(size_of::<EvtchnBindInterdomain>() == 12);
+const _: () = assert!(offset_of!(EvtchnBindInterdomain, remote_dom) == 0);
+const _: () = assert!(offset_of!(EvtchnBindInterdomain, remote_port) == 4);
+const _: () = assert!(offset_of!(EvtchnBindInterdomain, local_port) == 8);
+
 /// `struct evtchn_bind_virq` (xen/include/public/event_channel.h), 12 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -227,6 +242,33 @@ impl HypercallPage {
         // SAFETY: `EVTCHNOP_alloc_unbound` takes this struct.
         unsafe { self.event_channel_op(op::ALLOC_UNBOUND, &mut arg) }?;
         Ok(EvtchnPort(arg.port))
+    }
+
+    /// Connects a new local port to `remote_port` of domain `remote_dom`, which that
+    /// domain allocated unbound for this one (`EVTCHNOP_bind_interdomain`); sending on
+    /// either end makes the other pending.
+    ///
+    /// `remote_dom` may be `DOMID_SELF` (the header's note 1, in both this call and
+    /// `EVTCHNOP_alloc_unbound`), giving a loopback pair:
+    /// `evtchn_bind_interdomain(DOMID_SELF, evtchn_alloc_unbound(DOMID_SELF)?)`. Xen
+    /// resolves `DOMID_SELF` to this domain's id in both, so the binding matches
+    /// (`evtchn_alloc_unbound`, `evtchn_bind_interdomain`, xen/common/event_channel.c).
+    ///
+    /// The new port starts pending, bound to vCPU 0: Xen always sets it in case the peer
+    /// signalled before the bind.
+    pub fn evtchn_bind_interdomain(
+        &self,
+        remote_dom: u16,
+        remote_port: EvtchnPort,
+    ) -> Result<EvtchnPort, XenError> {
+        let mut arg = EvtchnBindInterdomain {
+            remote_dom,
+            remote_port: remote_port.0,
+            local_port: 0,
+        };
+        // SAFETY: `EVTCHNOP_bind_interdomain` takes this struct.
+        unsafe { self.event_channel_op(op::BIND_INTERDOMAIN, &mut arg) }?;
+        Ok(EvtchnPort(arg.local_port))
     }
 
     /// Binds virtual IRQ `virq` (one of [`virq`]) on `vcpu` to a new port.
@@ -385,6 +427,58 @@ mod tests {
                 1
             ))
         );
+    }
+
+    /// Plays Xen's loopback bookkeeping: `alloc_unbound` hands out port 3 accepting
+    /// `remote_dom`; `bind_interdomain` accepts only that port from the domain it names
+    /// (both resolving `DOMID_SELF` to this domain, id 1) and returns port 4.
+    fn xen_loopback(call: &Call) -> i64 {
+        const MY_DOMID: u16 = 1;
+        let resolve = |dom: u16| if dom == DOMID_SELF { MY_DOMID } else { dom };
+        let [cmd, arg, ..] = call.args;
+        // SAFETY: each arm reads and writes the struct its command defines.
+        unsafe {
+            match cmd as u32 {
+                op::ALLOC_UNBOUND => {
+                    let mut a: EvtchnAllocUnbound = read_guest(arg);
+                    assert_eq!(a.dom, DOMID_SELF);
+                    assert_eq!(resolve(a.remote_dom), MY_DOMID);
+                    a.port = 3;
+                    write_guest(arg, a);
+                }
+                op::BIND_INTERDOMAIN => {
+                    let mut a: EvtchnBindInterdomain = read_guest(arg);
+                    if resolve(a.remote_dom) != MY_DOMID || a.remote_port != 3 {
+                        return -22;
+                    }
+                    assert_eq!(a.local_port, 0);
+                    a.local_port = 4;
+                    write_guest(arg, a);
+                }
+                _ => return -38,
+            }
+        }
+        0
+    }
+
+    #[test]
+    fn a_loopback_pair_binds_with_domid_self_on_both_calls() {
+        let fake = FakeXen::new(xen_loopback);
+        let xen = fake.page();
+        let listener = xen.evtchn_alloc_unbound(DOMID_SELF).unwrap();
+        assert_eq!(listener, EvtchnPort(3));
+        assert_eq!(
+            xen.evtchn_bind_interdomain(DOMID_SELF, listener),
+            Ok(EvtchnPort(4))
+        );
+        assert_eq!(
+            xen.evtchn_bind_interdomain(DOMID_SELF, EvtchnPort(9)),
+            Err(XenError::Einval)
+        );
+        let calls = fake.calls();
+        assert!(calls.iter().all(|c| c.nr == number::EVENT_CHANNEL_OP));
+        let cmds: std::vec::Vec<_> = calls.iter().map(|c| c.args[0]).collect();
+        assert_eq!(cmds, [6, 0, 0]);
     }
 
     #[test]

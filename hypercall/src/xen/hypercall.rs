@@ -11,15 +11,24 @@
 
 /// Hypercall numbers (`__HYPERVISOR_*`, xen/include/public/xen.h).
 pub mod number {
+    pub const SET_TRAP_TABLE: u32 = 0;
     pub const MMU_UPDATE: u32 = 1;
+    pub const STACK_SWITCH: u32 = 3;
+    /// x86_64 `set_callbacks(event, failsafe, syscall)`: not wrapped, because Xen 4.17
+    /// ignores its errors (`do_set_callbacks`, xen/arch/x86/pv/callback.c); Janus uses
+    /// [`CALLBACK_OP`], which reports them.
+    pub const SET_CALLBACKS: u32 = 4;
     pub const MEMORY_OP: u32 = 12;
     pub const MULTICALL: u32 = 13;
     pub const UPDATE_VA_MAPPING: u32 = 14;
     pub const XEN_VERSION: u32 = 17;
     pub const CONSOLE_IO: u32 = 18;
+    /// Never `call`ed: its stub is jumped to, see [`crate::xen::traps`].
+    pub const IRET: u32 = 23;
     pub const VCPU_OP: u32 = 24;
     pub const MMUEXT_OP: u32 = 26;
     pub const SCHED_OP: u32 = 29;
+    pub const CALLBACK_OP: u32 = 30;
     pub const EVENT_CHANNEL_OP: u32 = 32;
     pub const PHYSDEV_OP: u32 = 33;
     pub const HVM_OP: u32 = 34;

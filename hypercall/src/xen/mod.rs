@@ -1,4 +1,5 @@
 //! Xen public ABI (xen/include/public, Xen 4.17) and hypercalls.
+pub mod callback;
 pub mod console_ring;
 pub mod cpuid;
 pub mod error;
@@ -7,6 +8,7 @@ pub mod frame;
 pub mod hvm;
 pub mod hvm_start_info;
 pub mod hypercall;
+pub mod machphys;
 pub mod mmu;
 pub mod multicall;
 pub mod ops;
@@ -14,6 +16,7 @@ pub mod physdev;
 pub mod sched;
 pub mod shared_info;
 pub mod start_info;
+pub mod traps;
 pub mod vcpu;
 
 #[cfg(test)]

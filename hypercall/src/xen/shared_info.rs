@@ -14,7 +14,9 @@
 use core::fmt;
 use core::mem::{offset_of, size_of};
 use core::ptr::NonNull;
-use core::sync::atomic::{Ordering, compiler_fence};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering, compiler_fence};
+
+use super::event_channel::EvtchnPort;
 
 /// `XEN_LEGACY_MAX_VCPUS` (x86): the vCPUs whose `vcpu_info` lives in the shared info page.
 /// Others must register a `vcpu_info` elsewhere (`VCPUOP_register_vcpu_info`).
@@ -171,6 +173,51 @@ const _: () = assert!(offset_of!(SharedInfo, wc_nsec) == 3080);
 const _: () = assert!(offset_of!(SharedInfo, wc_sec_hi) == 3084);
 const _: () = assert!(offset_of!(SharedInfo, arch) == 3088);
 const _: () = assert!(size_of::<SharedInfo>() <= 4096);
+
+/// Byte offsets for the kernel's assembly (event upcall, page-fault entry), which cannot
+/// name fields: within a [`VcpuInfo`], and of the event bit arrays within [`SharedInfo`].
+pub mod offsets {
+    use super::{ArchVcpuInfo, SharedInfo, VcpuInfo};
+    use core::mem::{offset_of, size_of};
+
+    pub const VCPU_INFO_SIZE: usize = size_of::<VcpuInfo>();
+    pub const VCPU_INFO_UPCALL_PENDING: usize = offset_of!(VcpuInfo, evtchn_upcall_pending);
+    pub const VCPU_INFO_UPCALL_MASK: usize = offset_of!(VcpuInfo, evtchn_upcall_mask);
+    pub const VCPU_INFO_PENDING_SEL: usize = offset_of!(VcpuInfo, evtchn_pending_sel);
+    /// `arch.cr2`.
+    pub const VCPU_INFO_CR2: usize = offset_of!(VcpuInfo, arch) + offset_of!(ArchVcpuInfo, cr2);
+    pub const VCPU_INFO_TIME: usize = offset_of!(VcpuInfo, time);
+    pub const SHARED_INFO_EVTCHN_PENDING: usize = offset_of!(SharedInfo, evtchn_pending);
+    pub const SHARED_INFO_EVTCHN_MASK: usize = offset_of!(SharedInfo, evtchn_mask);
+
+    // The values the x86_64 headers give.
+    const _: () = assert!(VCPU_INFO_SIZE == 64);
+    const _: () = assert!(VCPU_INFO_UPCALL_PENDING == 0);
+    const _: () = assert!(VCPU_INFO_UPCALL_MASK == 1);
+    const _: () = assert!(VCPU_INFO_PENDING_SEL == 8);
+    const _: () = assert!(VCPU_INFO_CR2 == 16);
+    const _: () = assert!(VCPU_INFO_TIME == 32);
+    const _: () = assert!(SHARED_INFO_EVTCHN_PENDING == 2048);
+    const _: () = assert!(SHARED_INFO_EVTCHN_MASK == 2560);
+}
+
+/// `EVTCHN_2L_NR_CHANNELS` (xen/include/public/event_channel.h): the ports of the
+/// 2-level event ABI, one bit each in [`SharedInfo::evtchn_pending`] and
+/// [`SharedInfo::evtchn_mask`].
+pub const EVTCHN_2L_NR_CHANNELS: u32 = 64 * 64;
+
+/// The word of the event bit arrays holding `port`, and its bit there.
+///
+/// # Panics
+/// If `port` is not below [`EVTCHN_2L_NR_CHANNELS`]: Xen hands out no such port under the
+/// 2-level ABI, so the caller mixed something up.
+fn port_bit(port: EvtchnPort) -> (usize, u64) {
+    assert!(
+        port.0 < EVTCHN_2L_NR_CHANNELS,
+        "{port} is beyond the {EVTCHN_2L_NR_CHANNELS} ports of the 2-level event ABI"
+    );
+    ((port.0 / 64) as usize, 1 << (port.0 % 64))
+}
 
 impl SharedInfo {
     /// An all-zero page, as Xen hands it over before any update; tests build on it.
@@ -333,7 +380,8 @@ pub struct SharedInfoRef {
     ptr: NonNull<SharedInfo>,
 }
 
-// SAFETY: only volatile reads of a page that stays mapped (constructor contract).
+// SAFETY: only volatile reads and atomic accesses of a page that stays mapped (constructor
+// contract), which are sound from any CPU.
 unsafe impl Send for SharedInfoRef {}
 // SAFETY: as above.
 unsafe impl Sync for SharedInfoRef {}
@@ -341,7 +389,8 @@ unsafe impl Sync for SharedInfoRef {}
 impl SharedInfoRef {
     /// # Safety
     /// `ptr` must point at the domain's mapped shared info page (page-aligned), readable
-    /// for as long as this value (or a copy) exists.
+    /// and writable for as long as this value (or a copy) exists. Other writers (Xen, the
+    /// kernel's assembly) must use atomic or locked instructions, as this type does.
     pub const unsafe fn new(ptr: NonNull<SharedInfo>) -> Self {
         Self { ptr }
     }
@@ -357,6 +406,86 @@ impl SharedInfoRef {
         let time = unsafe { NonNull::new_unchecked(&raw mut (*shared).vcpu_info[vcpu].time) };
         // SAFETY: the record lies in the page, which outlives `self` and its copies.
         Some(unsafe { VcpuTimeInfoRef::new(time) })
+    }
+
+    /// The event state of `vcpu`, `None` beyond [`XEN_LEGACY_MAX_VCPUS`].
+    pub fn vcpu_info(&self, vcpu: usize) -> Option<VcpuInfoRef> {
+        if vcpu >= XEN_LEGACY_MAX_VCPUS {
+            return None;
+        }
+        let shared = self.ptr.as_ptr();
+        // SAFETY: `vcpu` is in bounds and the page is mapped (constructor contract), so the
+        // field address is in the page and non-null.
+        let info = unsafe { NonNull::new_unchecked(&raw mut (*shared).vcpu_info[vcpu]) };
+        Some(VcpuInfoRef { ptr: info })
+    }
+
+    /// Word `index` of the pending bits: bit `b` is port `64 * index + b`. `index` comes
+    /// from a set bit of [`VcpuInfoRef::take_pending_sel`].
+    ///
+    /// # Panics
+    /// If `index` is 64 or more.
+    pub fn pending_word(&self, index: usize) -> u64 {
+        self.event_word(EventArray::Pending, index)
+            .load(Ordering::SeqCst)
+    }
+
+    /// Clears `port`'s pending bit, before handling its event so that a new one is not
+    /// lost. Atomic, as Xen sets bits from other CPUs.
+    ///
+    /// # Panics
+    /// If `port` is not below [`EVTCHN_2L_NR_CHANNELS`].
+    pub fn clear_pending_bit(&self, port: EvtchnPort) {
+        let (index, bit) = port_bit(port);
+        self.event_word(EventArray::Pending, index)
+            .fetch_and(!bit, Ordering::SeqCst);
+    }
+
+    /// Word `index` of the mask bits, laid out as [`Self::pending_word`].
+    ///
+    /// # Panics
+    /// If `index` is 64 or more.
+    pub fn mask_word(&self, index: usize) -> u64 {
+        self.event_word(EventArray::Mask, index)
+            .load(Ordering::SeqCst)
+    }
+
+    /// Sets or clears `port`'s mask bit. A masked port still becomes pending, but raises
+    /// no upcall; and clearing the bit here does not deliver an event that arrived
+    /// meanwhile: `evtchn_unmask` does, or the caller checks [`Self::pending_word`].
+    ///
+    /// # Panics
+    /// If `port` is not below [`EVTCHN_2L_NR_CHANNELS`].
+    pub fn set_mask(&self, port: EvtchnPort, masked: bool) {
+        let (index, bit) = port_bit(port);
+        let word = self.event_word(EventArray::Mask, index);
+        if masked {
+            word.fetch_or(bit, Ordering::SeqCst);
+        } else {
+            word.fetch_and(!bit, Ordering::SeqCst);
+        }
+    }
+
+    /// Word `index` of one of the event bit arrays, for atomic access.
+    fn event_word(&self, array: EventArray, index: usize) -> &AtomicU64 {
+        assert!(
+            index < 64,
+            "event word {index} is beyond the 64 of the 2-level ABI"
+        );
+        let shared = self.ptr.as_ptr();
+        // SAFETY: the page is mapped (constructor contract); `&raw mut` takes the array's
+        // address without reading it.
+        let words = unsafe {
+            match array {
+                EventArray::Pending => &raw mut (*shared).evtchn_pending,
+                EventArray::Mask => &raw mut (*shared).evtchn_mask,
+            }
+        };
+        let word: *mut u64 = words.cast::<u64>().wrapping_add(index);
+        // SAFETY: 1. `index` is in bounds, so `word` is an aligned u64 of the page, which
+        // is readable and writable while `self` lives (constructor contract). 2. The only
+        // other accesses are Xen's locked bit operations and this type's atomics.
+        unsafe { AtomicU64::from_ptr(word) }
     }
 
     /// One consistent wallclock snapshot, under `wc_version`.
@@ -382,6 +511,100 @@ impl SharedInfoRef {
             },
             SEQLOCK_MAX_ATTEMPTS,
         )
+    }
+}
+
+/// Which event bit array of [`SharedInfo`] to touch.
+#[derive(Clone, Copy)]
+enum EventArray {
+    Pending,
+    Mask,
+}
+
+/// Which flag byte of [`VcpuInfo`] to touch.
+#[derive(Clone, Copy)]
+enum Flag {
+    UpcallPending,
+    UpcallMask,
+}
+
+/// A live [`VcpuInfo`] in the shared info page: the event state of one vCPU, which Xen
+/// and the kernel both write. Every access is atomic: Xen sets the pending flag and
+/// selector from other physical CPUs with locked instructions.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuInfoRef {
+    /// In the page a [`SharedInfoRef`] was made from, so it inherits that contract.
+    ptr: NonNull<VcpuInfo>,
+}
+
+// SAFETY: only atomic accesses to a record that stays mapped and writable (the contract of
+// the `SharedInfoRef` it comes from); which CPU makes them does not matter.
+unsafe impl Send for VcpuInfoRef {}
+// SAFETY: as above.
+unsafe impl Sync for VcpuInfoRef {}
+
+impl VcpuInfoRef {
+    /// Whether Xen has flagged an event for this vCPU (`evtchn_upcall_pending`).
+    pub fn upcall_pending(&self) -> bool {
+        self.flag(Flag::UpcallPending).load(Ordering::SeqCst) != 0
+    }
+
+    /// Clears `evtchn_upcall_pending`; done *before* scanning for events, so that one
+    /// arriving during the scan sets it again (the header's set-and-check rule).
+    pub fn clear_upcall_pending(&self) {
+        self.flag(Flag::UpcallPending).store(0, Ordering::SeqCst);
+    }
+
+    /// Whether event upcalls are masked (`evtchn_upcall_mask`): the PV `!IF`.
+    pub fn upcall_mask(&self) -> bool {
+        self.flag(Flag::UpcallMask).load(Ordering::SeqCst) != 0
+    }
+
+    /// Masks or unmasks event upcalls. Unmasking does not upcall for an event that arrived
+    /// while masked: the caller checks [`Self::upcall_pending`] afterwards.
+    pub fn set_upcall_mask(&self, masked: bool) {
+        self.flag(Flag::UpcallMask)
+            .store(u8::from(masked), Ordering::SeqCst);
+    }
+
+    /// Takes and clears `evtchn_pending_sel` in one atomic swap: bit `i` set means word `i`
+    /// of the pending bits ([`SharedInfoRef::pending_word`]) may have work.
+    pub fn take_pending_sel(&self) -> u64 {
+        self.pending_sel().swap(0, Ordering::SeqCst)
+    }
+
+    /// `arch.cr2`: the faulting address Xen stored before entering the page-fault handler.
+    pub fn cr2(&self) -> u64 {
+        let info = self.ptr.as_ptr();
+        // SAFETY: the record is mapped (see `ptr`); `&raw mut` reads nothing.
+        let cr2 = unsafe { &raw mut (*info).arch.cr2 };
+        // SAFETY: `cr2` is an aligned u64 in the mapped, writable record; Xen writes it
+        // from this vCPU's own physical CPU only.
+        unsafe { AtomicU64::from_ptr(cr2) }.load(Ordering::SeqCst)
+    }
+
+    /// One of the flag bytes, for atomic access.
+    fn flag(&self, flag: Flag) -> &AtomicU8 {
+        let info = self.ptr.as_ptr();
+        // SAFETY: the record is mapped (see `ptr`); `&raw mut` reads nothing.
+        let byte = unsafe {
+            match flag {
+                Flag::UpcallPending => &raw mut (*info).evtchn_upcall_pending,
+                Flag::UpcallMask => &raw mut (*info).evtchn_upcall_mask,
+            }
+        };
+        // SAFETY: 1. `byte` is in the mapped, writable record (see `ptr`). 2. Xen touches
+        // it only with locked instructions, this type only atomically.
+        unsafe { AtomicU8::from_ptr(byte) }
+    }
+
+    fn pending_sel(&self) -> &AtomicU64 {
+        let info = self.ptr.as_ptr();
+        // SAFETY: the record is mapped (see `ptr`); `&raw mut` reads nothing.
+        let sel = unsafe { &raw mut (*info).evtchn_pending_sel };
+        // SAFETY: 1. `sel` is an aligned u64 in the mapped, writable record. 2. Xen sets its
+        // bits with locked instructions; this type only uses atomics.
+        unsafe { AtomicU64::from_ptr(sel) }
     }
 }
 
@@ -539,6 +762,85 @@ mod tests {
                 nsec: 999
             })
         );
+    }
+
+    #[test]
+    fn vcpu_info_flags_selector_and_cr2_are_the_page_s() {
+        let mut page = Box::new(SharedInfo::zeroed());
+        page.vcpu_info[1].evtchn_upcall_pending = 1;
+        page.vcpu_info[1].evtchn_pending_sel = 0b101;
+        page.vcpu_info[1].arch.cr2 = 0xffff_8880_dead_b000;
+        // SAFETY: the boxed page outlives `shared`, and is only accessed through it until
+        // the checks at the end.
+        let shared = unsafe { SharedInfoRef::new(NonNull::from(&mut *page)) };
+        assert!(shared.vcpu_info(XEN_LEGACY_MAX_VCPUS).is_none());
+        let vcpu = shared.vcpu_info(1).unwrap();
+
+        assert!(vcpu.upcall_pending());
+        vcpu.clear_upcall_pending();
+        assert!(!vcpu.upcall_pending());
+
+        assert!(!vcpu.upcall_mask());
+        vcpu.set_upcall_mask(true);
+        assert!(vcpu.upcall_mask());
+
+        assert_eq!(vcpu.take_pending_sel(), 0b101);
+        assert_eq!(vcpu.take_pending_sel(), 0);
+        assert_eq!(vcpu.cr2(), 0xffff_8880_dead_b000);
+
+        let info = page.vcpu_info[1];
+        assert_eq!(
+            (info.evtchn_upcall_pending, info.evtchn_upcall_mask),
+            (0, 1)
+        );
+        assert_eq!(info.evtchn_pending_sel, 0);
+        // Other vCPUs are untouched.
+        assert_eq!(page.vcpu_info[0], SharedInfo::zeroed().vcpu_info[0]);
+    }
+
+    #[test]
+    fn ports_map_to_word_port_div_64_bit_port_mod_64() {
+        let mut page = Box::new(SharedInfo::zeroed());
+        page.evtchn_pending[1] = (1 << 1) | (1 << 63);
+        page.evtchn_pending[63] = 1 << 63;
+        // SAFETY: the boxed page outlives `shared`, and is only accessed through it until
+        // the checks at the end.
+        let shared = unsafe { SharedInfoRef::new(NonNull::from(&mut *page)) };
+
+        assert_eq!(shared.pending_word(1), (1 << 1) | (1 << 63));
+        shared.clear_pending_bit(EvtchnPort(65));
+        assert_eq!(shared.pending_word(1), 1 << 63);
+        shared.clear_pending_bit(EvtchnPort(EVTCHN_2L_NR_CHANNELS - 1));
+        assert_eq!(shared.pending_word(63), 0);
+
+        shared.set_mask(EvtchnPort(3), true);
+        shared.set_mask(EvtchnPort(130), true);
+        assert_eq!(shared.mask_word(0), 1 << 3);
+        assert_eq!(shared.mask_word(2), 1 << 2);
+        shared.set_mask(EvtchnPort(3), false);
+        assert_eq!(shared.mask_word(0), 0);
+
+        assert_eq!(page.evtchn_pending[1], 1 << 63);
+        assert_eq!(page.evtchn_mask[2], 1 << 2);
+        assert_eq!(page.evtchn_mask.iter().filter(|&&w| w != 0).count(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "port 4096 is beyond the 4096 ports")]
+    fn a_port_beyond_the_2_level_abi_is_a_bug() {
+        let mut page = Box::new(SharedInfo::zeroed());
+        // SAFETY: the boxed page outlives `shared`.
+        let shared = unsafe { SharedInfoRef::new(NonNull::from(&mut *page)) };
+        shared.set_mask(EvtchnPort(EVTCHN_2L_NR_CHANNELS), true);
+    }
+
+    #[test]
+    #[should_panic(expected = "event word 64")]
+    fn a_word_index_beyond_64_is_a_bug() {
+        let mut page = Box::new(SharedInfo::zeroed());
+        // SAFETY: the boxed page outlives `shared`.
+        let shared = unsafe { SharedInfoRef::new(NonNull::from(&mut *page)) };
+        let _ = shared.pending_word(64);
     }
 
     #[test]

@@ -6,36 +6,64 @@ use alloc::vec::Vec;
 use core::hint::black_box;
 
 use x86_64::VirtAddr;
-use x86_64::structures::paging::{Page, PageTableFlags as Flags};
 
 use super::stats;
 use crate::arch::cpu::rdtsc_ordered;
 use crate::arch::extable::probe_read_u8;
-use crate::mm::kernel_space;
-use crate::mm::layout::{BENCH_PAGE, UNMAPPED_PROBE_PAGE};
+use crate::mm::layout::UNMAPPED_PROBE_PAGE;
 use janus_hypercall::kvm::hypercall::KvmHypercalls;
 
 use crate::platform::xen::Xen;
 use crate::println;
 use crate::time::tsc::Frequency;
 
-const WARMUP: usize = 100;
-const SAMPLES: usize = 2_000;
+/// How many times an operation runs: warm-up runs, then measured ones.
+#[derive(Clone, Copy)]
+pub struct Runs {
+    pub warmup: usize,
+    pub samples: usize,
+}
 
-fn measure(mut operation: impl FnMut()) -> Vec<u64> {
-    let mut samples = Vec::with_capacity(SAMPLES);
-    for i in 0..WARMUP + SAMPLES {
+/// For operations of a microsecond or less.
+pub const QUICK: Runs = Runs {
+    warmup: 100,
+    samples: 2_000,
+};
+
+fn measure(operation: impl FnMut()) -> Vec<u64> {
+    measure_runs(QUICK, operation)
+}
+
+pub fn measure_runs(runs: Runs, operation: impl FnMut()) -> Vec<u64> {
+    measure_undone(runs, operation, || {})
+}
+
+/// Times `operation`, running `undo` untimed after each run.
+pub fn measure_undone(runs: Runs, mut operation: impl FnMut(), mut undo: impl FnMut()) -> Vec<u64> {
+    let mut samples = Vec::with_capacity(runs.samples);
+    for i in 0..runs.warmup + runs.samples {
         let start = rdtsc_ordered();
         operation();
         let end = rdtsc_ordered();
-        if i >= WARMUP {
+        undo();
+        if i >= runs.warmup {
             samples.push(end.wrapping_sub(start));
         }
     }
     samples
 }
 
-fn report(id: &str, mut samples: Vec<u64>, tsc: Option<Frequency>) {
+fn report(id: &str, samples: Vec<u64>, tsc: Option<Frequency>) {
+    report_with(id, samples, tsc, |_| alloc::string::String::new());
+}
+
+/// Prints the `@janus bench` line; `extra` turns the summary into more ` k=v` pairs.
+pub fn report_with(
+    id: &str,
+    mut samples: Vec<u64>,
+    tsc: Option<Frequency>,
+    extra: impl FnOnce(&stats::Summary) -> alloc::string::String,
+) {
     let Some(s) = stats::summarize(&mut samples) else {
         return;
     };
@@ -46,17 +74,22 @@ fn report(id: &str, mut samples: Vec<u64>, tsc: Option<Frequency>) {
                 alloc::format!("{}.{}", d / 10, d % 10)
             };
             println!(
-                "@janus bench {id} unit=ns n={} min={} median={} p99={} median_cycles={}",
+                "@janus bench {id} unit=ns n={} min={} median={} p99={} median_cycles={}{}",
                 s.n,
                 ns(s.min),
                 ns(s.median),
                 ns(s.p99),
-                s.median
+                s.median,
+                extra(&s)
             );
         }
         None => println!(
-            "@janus bench {id} unit=cycles n={} min={} median={} p99={}",
-            s.n, s.min, s.median, s.p99
+            "@janus bench {id} unit=cycles n={} min={} median={} p99={}{}",
+            s.n,
+            s.min,
+            s.median,
+            s.p99,
+            extra(&s)
         ),
     }
 }
@@ -94,27 +127,7 @@ pub fn run_all(tsc: Option<Frequency>, xen: Option<&Xen>, kvm: Option<&KvmHyperc
         );
     }
 
-    let page = Page::containing_address(VirtAddr::new(BENCH_PAGE));
-    let samples = kernel_space::with(|space| {
-        let frame = space.frames.allocate()?;
-        let flags = Flags::WRITABLE | Flags::NO_EXECUTE;
-        let samples = measure(|| {
-            space
-                .mapper
-                .map(page, frame, flags, &mut space.frames)
-                .expect("benchmark page is free");
-            space
-                .mapper
-                .unmap(page)
-                .expect("benchmark page was just mapped");
-        });
-        space.frames.free(frame).ok()?;
-        Some(samples)
-    });
-    match samples {
-        Some(samples) => report("pte-map-unmap", samples, tsc),
-        None => println!("warning: no free frame for the pte-map-unmap benchmark"),
-    }
+    super::paging::run_all(tsc);
 
     report(
         "page-fault",

@@ -5,3 +5,5 @@ pub mod stats;
 mod cases;
 #[cfg(target_os = "none")]
 pub use cases::run_all;
+#[cfg(target_os = "none")]
+mod paging;

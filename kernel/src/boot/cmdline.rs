@@ -90,7 +90,7 @@ pub enum SelfTest {
 pub enum Paging {
     /// `paging=direct`: PTEs written in place (any boot but Xen PV).
     Direct,
-    /// `paging=xen-pv`: `mmu_update` hypercalls (a Xen PV boot only).
+    /// `paging=xen-pv-mmu`: `mmu_update` hypercalls (a Xen PV boot only).
     XenPv,
 }
 
@@ -103,8 +103,11 @@ pub struct Options {
     pub selftest: Option<SelfTest>,
     /// `seed=<u64>`, decimal or `0x` hexadecimal; default none.
     pub seed: Option<u64>,
-    /// `paging=direct|xen-pv`; default: what the boot protocol calls for.
+    /// `paging=direct|xen-pv-mmu`; default: what the boot protocol calls for.
     pub paging: Option<Paging>,
+    /// `mmu-batch=on|off`: whether the Xen PV MMU queues page-table updates and sends them
+    /// in batches (default), or makes one hypercall per update, for comparison.
+    pub mmu_batch: bool,
 }
 
 impl Default for Options {
@@ -114,6 +117,7 @@ impl Default for Options {
             selftest: None,
             seed: None,
             paging: None,
+            mmu_batch: true,
         }
     }
 }
@@ -161,7 +165,8 @@ impl fmt::Display for Warning<'_> {
 const LOG_LEVELS: &str = "error|warn|info|debug|trace|off";
 const SELFTESTS: &str = "fault|stack-overflow|panic";
 const SEED: &str = "a decimal or 0x-prefixed hexadecimal u64";
-const PAGING: &str = "direct|xen-pv";
+const PAGING: &str = "direct|xen-pv-mmu";
+const ON_OFF: &str = "on|off";
 
 /// Parses `cmdline` into [`Options`], calling `warn` for each word it ignores. When a key
 /// appears twice, the last valid value wins, as on Linux.
@@ -177,6 +182,7 @@ pub fn parse(cmdline: &str, mut warn: impl FnMut(Warning<'_>)) -> Options {
             "selftest" => SELFTESTS,
             "seed" => SEED,
             "paging" => PAGING,
+            "mmu-batch" => ON_OFF,
             _ => {
                 warn(Warning::UnknownOption { key });
                 continue;
@@ -190,6 +196,7 @@ pub fn parse(cmdline: &str, mut warn: impl FnMut(Warning<'_>)) -> Options {
             "log" => parse_level(value).map(|level| options.log_level = level),
             "selftest" => parse_selftest(value).map(|test| options.selftest = Some(test)),
             "paging" => parse_paging(value).map(|paging| options.paging = Some(paging)),
+            "mmu-batch" => parse_on_off(value).map(|on| options.mmu_batch = on),
             _ => parse_u64(value).map(|seed| options.seed = Some(seed)),
         };
         if accepted.is_none() {
@@ -220,7 +227,15 @@ fn parse_level(value: &str) -> Option<LevelFilter> {
 fn parse_paging(value: &str) -> Option<Paging> {
     match value {
         "direct" => Some(Paging::Direct),
-        "xen-pv" => Some(Paging::XenPv),
+        "xen-pv-mmu" => Some(Paging::XenPv),
+        _ => None,
+    }
+}
+
+fn parse_on_off(value: &str) -> Option<bool> {
+    match value {
+        "on" => Some(true),
+        "off" => Some(false),
         _ => None,
     }
 }
@@ -335,8 +350,9 @@ mod tests {
 
     #[test]
     fn known_options_are_parsed() {
-        let (options, warnings) =
-            parse_collecting("log=debug\tselftest=stack-overflow  seed=0x2A paging=xen-pv");
+        let (options, warnings) = parse_collecting(
+            "log=debug\tselftest=stack-overflow  seed=0x2A paging=xen-pv-mmu mmu-batch=off",
+        );
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
             options,
@@ -345,6 +361,7 @@ mod tests {
                 selftest: Some(SelfTest::StackOverflow),
                 seed: Some(42),
                 paging: Some(Paging::XenPv),
+                mmu_batch: false,
             }
         );
         assert_eq!(
@@ -353,7 +370,7 @@ mod tests {
         );
         assert_eq!(
             parse_collecting("paging=shadow").1,
-            ["bad value 'shadow' for 'paging' (expected direct|xen-pv) ignored"]
+            ["bad value 'shadow' for 'paging' (expected direct|xen-pv-mmu) ignored"]
         );
         let (options, _) = parse_collecting("log=off selftest=fault seed=18446744073709551615");
         assert_eq!(options.log_level, LevelFilter::Off);

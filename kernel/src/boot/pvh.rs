@@ -59,12 +59,12 @@ pub struct BootInfo {
     /// The start info `flags` (`SIF_*` in `xen/include/public/xen.h`; e.g. `SIF_INITDOMAIN`
     /// says this is Xen's dom0).
     pub flags: u32,
-    start_info_len: u64,
-    memmap: Range<u64>,
-    cmdline_range: Option<Range<u64>>,
-    modlist: Option<Range<u64>>,
-    rsdp_range: Option<Range<u64>>,
+    /// What the host's boot data occupies (empty ranges for what is absent).
+    host_data: [Range<u64>; HOST_DATA_RANGES],
 }
+
+/// The start info, memory map, command line, module list and RSDP.
+const HOST_DATA_RANGES: usize = 5;
 
 impl BootInfo {
     /// The command line: printable ASCII, spaces and tabs, at most [`MAX_CMDLINE_LEN`] bytes.
@@ -83,13 +83,44 @@ impl BootInfo {
     /// the module list, the RSDP, and each module. Ranges are non-empty and do not wrap;
     /// they may overlap each other.
     pub fn reserved_ranges(&self) -> impl Iterator<Item = Range<u64>> + '_ {
-        let start_info = self.start_info_paddr..self.start_info_paddr + self.start_info_len;
-        core::iter::once(start_info)
-            .chain(Some(self.memmap.clone()))
-            .chain(self.cmdline_range.clone())
-            .chain(self.modlist.clone())
-            .chain(self.rsdp_range.clone())
+        self.host_data
+            .iter()
+            .filter(|r| !r.is_empty())
+            .cloned()
             .chain(self.modules().iter().map(|m| m.start..m.end()))
+    }
+
+    /// Boot information from another entry than PVH (the Xen PV one): its memory map, its
+    /// command line (already checked by [`cmdline::from_nul_terminated`]), its `SIF_*`
+    /// flags and up to five ranges its boot data occupies.
+    pub fn from_parts(
+        memory_map: MemoryMap,
+        cmdline_text: &str,
+        flags: u32,
+        host_data: &[Range<u64>],
+    ) -> Self {
+        let mut cmdline = [0u8; MAX_CMDLINE_LEN];
+        let cmdline_len = cmdline_text.len().min(MAX_CMDLINE_LEN);
+        cmdline[..cmdline_len].copy_from_slice(&cmdline_text.as_bytes()[..cmdline_len]);
+        let mut ranges: [Range<u64>; HOST_DATA_RANGES] = core::array::from_fn(|_| 0..0);
+        for (slot, range) in ranges.iter_mut().zip(host_data) {
+            *slot = range.clone();
+        }
+        assert!(
+            host_data.len() <= HOST_DATA_RANGES,
+            "too many boot data ranges"
+        );
+        Self {
+            memory_map,
+            cmdline,
+            cmdline_len,
+            rsdp: None,
+            modules: [Module::EMPTY; MAX_MODULES],
+            module_count: 0,
+            start_info_paddr: host_data.first().map_or(0, |r| r.start),
+            flags,
+            host_data: ranges,
+        }
     }
 }
 
@@ -316,11 +347,13 @@ pub fn parse(
         module_count,
         start_info_paddr,
         flags: info.flags,
-        start_info_len: start_info_len as u64,
-        memmap,
-        cmdline_range,
-        modlist,
-        rsdp_range,
+        host_data: [
+            start_info_paddr..start_info_paddr + start_info_len as u64,
+            memmap,
+            cmdline_range.unwrap_or(0..0),
+            modlist.unwrap_or(0..0),
+            rsdp_range.unwrap_or(0..0),
+        ],
     })
 }
 

@@ -1,6 +1,10 @@
-//! The kernel's address space: the frame allocator, the page tables the kernel builds for
-//! itself (replacing the boot stub's), and the heap. One lock guards them together, since
-//! mapping a page needs both the tables and frames.
+//! The kernel's address space: the frame allocator, the page tables, and the heap. One lock
+//! guards them together, since mapping a page needs both the tables and frames.
+//!
+//! After a PVH entry the kernel builds its own tables and replaces the boot stub's. After a
+//! Xen PV entry it keeps Xen's bootstrap L4 (the one Xen pinned and loaded) and reshapes
+//! what it maps, by hypercall, into the same layout: identity-mapped RAM, image sections with
+//! their own permissions, page 0 and the stack guards unmapped.
 
 use core::fmt;
 use core::ops::Range;
@@ -9,17 +13,38 @@ use spin::Mutex;
 use x86_64::structures::paging::{Page, PageTableFlags as Flags, PhysFrame, Size2MiB, Size4KiB};
 use x86_64::{PhysAddr, VirtAddr};
 
+use janus_hypercall::xen::frame::Pfn;
+use janus_hypercall::xen::hypercall::HypercallPage;
+
+use super::backend::KernelBackend;
 use super::frame_allocator::{self, FrameAllocator, FrameAllocatorError};
 use super::layout::{self, phys_to_virt};
 use super::memory_map::{MemoryMap, RegionKind};
-use super::paging::{FrameSource, Mapper, MapperError};
+use super::paging::xen_pv_mmu::{XenHypercalls, XenPvMmu};
+use super::paging::{FrameSource, Mapper, MapperError, PageTableBackend};
 use crate::arch::paging::DirectBackend;
 use crate::arch::stack;
 use crate::boot::pvh::{BootInfo, MAX_MODULES};
+use crate::boot::xen_pv::XenPvBoot;
 
 pub struct KernelSpace {
-    pub mapper: Mapper<DirectBackend>,
+    pub mapper: Mapper<KernelBackend>,
     pub frames: FrameAllocator<'static>,
+}
+
+/// How page tables are to be updated, decided by the boot entry.
+pub enum Paging<'a> {
+    /// Build fresh tables and write them directly (PVH entry).
+    Direct,
+    /// Keep Xen's tables and update them by hypercall (Xen PV entry).
+    XenPv {
+        boot: &'a XenPvBoot,
+        hypercalls: &'static HypercallPage,
+        /// Xen's machine-to-physical table, read-only.
+        m2p: &'static [u64],
+        /// `false` to issue one hypercall per update (`mmu-batch=off`).
+        batching: bool,
+    },
 }
 
 static SPACE: Mutex<Option<KernelSpace>> = Mutex::new(None);
@@ -50,6 +75,8 @@ pub enum InitError {
     Map(MapperError),
     /// A page-table frame landed where the boot stub's tables do not reach.
     TableAboveBootWindow(PhysAddr),
+    /// Xen's bootstrap mappings do not cover the image.
+    ImageNotMapped(VirtAddr),
 }
 
 impl fmt::Display for InitError {
@@ -63,7 +90,12 @@ impl fmt::Display for InitError {
             Self::Map(e) => write!(f, "building the kernel page tables: {e}"),
             Self::TableAboveBootWindow(a) => write!(
                 f,
-                "page-table frame {:#x} lies above the 4 GiB the boot tables map",
+                "page-table frame {:#x} lies above what the boot tables map",
+                a.as_u64()
+            ),
+            Self::ImageNotMapped(a) => write!(
+                f,
+                "Xen's bootstrap page tables do not map the kernel image at {:#x}",
                 a.as_u64()
             ),
         }
@@ -99,16 +131,23 @@ fn image_sections() -> [(Range<u64>, Flags); 3] {
     ]
 }
 
-/// Frames for the tables built while the boot tables are still live.
+/// Frames for the tables built while only part of memory is mapped: each must lie below
+/// `window_end`, where the kernel can reach it to zero it.
 struct EarlyFrames<'a> {
     frames: &'a mut FrameAllocator<'static>,
+    window_end: u64,
     out_of_window: Option<PhysAddr>,
 }
 
 impl FrameSource for EarlyFrames<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
         let frame = self.frames.allocate()?;
-        if frame.start_address().as_u64() >= BOOT_WINDOW_END {
+        log::debug!(
+            "early table frame {:#x} window {:#x}",
+            frame.start_address().as_u64(),
+            self.window_end
+        );
+        if frame.start_address().as_u64() >= self.window_end {
             self.out_of_window = Some(frame.start_address());
             return None;
         }
@@ -118,7 +157,7 @@ impl FrameSource for EarlyFrames<'_> {
 
 /// Identity-maps `[start, end)` (4 KiB aligned) with the largest pages that fit.
 fn map_identity(
-    mapper: &mut Mapper<DirectBackend>,
+    mapper: &mut Mapper<KernelBackend>,
     frames: &mut impl FrameSource,
     range: Range<u64>,
     flags: Flags,
@@ -148,7 +187,7 @@ fn map_identity(
 }
 
 fn build_tables(
-    mapper: &mut Mapper<DirectBackend>,
+    mapper: &mut Mapper<KernelBackend>,
     frames: &mut impl FrameSource,
     map: &MemoryMap,
 ) -> Result<(), MapperError> {
@@ -192,8 +231,27 @@ pub struct Report {
     pub heap_bytes: u64,
 }
 
-/// Takes over physical memory, switches to the kernel's own page tables and maps the heap.
-pub fn init(boot: &BootInfo, features: &crate::arch::cpu::Features) -> Result<Report, InitError> {
+/// Takes over physical memory, sets up the kernel's page tables as `paging` says, and maps
+/// the heap.
+pub fn init(
+    boot: &BootInfo,
+    features: &crate::arch::cpu::Features,
+    paging: Paging<'_>,
+) -> Result<Report, InitError> {
+    let (mapper, frames) = match paging {
+        Paging::Direct => init_direct(boot, features)?,
+        Paging::XenPv {
+            boot: pv,
+            hypercalls,
+            m2p,
+            batching,
+        } => init_xen_pv(boot, pv, hypercalls, m2p, batching)?,
+    };
+    map_heap(boot, mapper, frames)
+}
+
+/// The frame allocator over `boot`'s memory map, its bitmap placed below `window_end`.
+fn frame_allocator(boot: &BootInfo, window_end: u64) -> Result<FrameAllocator<'static>, InitError> {
     let map = &boot.memory_map;
     let sections = image_sections();
     let mut reserved: [Range<u64>; MAX_MODULES + 8] = core::array::from_fn(|_| 0..0);
@@ -206,12 +264,12 @@ pub fn init(boot: &BootInfo, features: &crate::arch::cpu::Features) -> Result<Re
     }
     let words = frame_allocator::bitmap_words(map);
     let bytes = words as u64 * 8;
-    let bitmap = frame_allocator::place_bitmap(map, &reserved[..count], bytes, BOOT_WINDOW_END)
+    let bitmap = frame_allocator::place_bitmap(map, &reserved[..count], bytes, window_end)
         .ok_or(InitError::NoRoomForBitmap { bytes })?;
     reserved[count] = bitmap..bitmap + bytes;
     count += 1;
-    // SAFETY: place_bitmap returned usable RAM below 4 GiB (identity-mapped by the boot
-    // tables and, later, by the kernel's) that no reserved range overlaps; it is reserved
+    // SAFETY: place_bitmap returned usable RAM below `window_end` (identity-mapped by the
+    // boot tables and, later, by the kernel's) that no reserved range overlaps; it is reserved
     // from the allocator itself and used for nothing else, for the kernel's whole life.
     let storage: &'static mut [u64] = unsafe {
         core::slice::from_raw_parts_mut(
@@ -219,11 +277,17 @@ pub fn init(boot: &BootInfo, features: &crate::arch::cpu::Features) -> Result<Re
             words,
         )
     };
-    let mut frames =
-        FrameAllocator::new(storage, map, &reserved[..count]).map_err(InitError::FrameAllocator)?;
+    FrameAllocator::new(storage, map, &reserved[..count]).map_err(InitError::FrameAllocator)
+}
 
+fn init_direct(
+    boot: &BootInfo,
+    features: &crate::arch::cpu::Features,
+) -> Result<(Mapper<KernelBackend>, FrameAllocator<'static>), InitError> {
+    let mut frames = frame_allocator(boot, BOOT_WINDOW_END)?;
     let mut early = EarlyFrames {
         frames: &mut frames,
+        window_end: BOOT_WINDOW_END,
         out_of_window: None,
     };
     let root = early
@@ -231,19 +295,107 @@ pub fn init(boot: &BootInfo, features: &crate::arch::cpu::Features) -> Result<Re
         .ok_or(InitError::Map(MapperError::OutOfFrames))?;
     // SAFETY: root and every later table frame come fresh from the allocator, below 4 GiB
     // (EarlyFrames), hence mapped by the boot tables at their physical address.
-    let mut mapper = Mapper::new(unsafe { DirectBackend::new(root) });
-    let built = mapper.batch(|m| build_tables(m, &mut early, map));
+    let mut mapper = Mapper::new(KernelBackend::Direct(unsafe { DirectBackend::new(root) }));
+    let built = mapper.batch(|m| build_tables(m, &mut early, &boot.memory_map));
     if let Some(addr) = early.out_of_window {
         return Err(InitError::TableAboveBootWindow(addr));
     }
     built?;
 
     crate::arch::cpu::enable_no_execute();
-    // SAFETY: the new tables map the image (the code running now, its stacks and statics)
-    // and all usable RAM at the same addresses as the boot tables did.
-    unsafe { mapper.backend_mut().activate() };
+    if let KernelBackend::Direct(direct) = mapper.backend_mut() {
+        // SAFETY: the new tables map the image (the code running now, its stacks and
+        // statics) and all usable RAM at the same addresses as the boot tables did.
+        unsafe { direct.activate() };
+    }
     crate::arch::cpu::enable_protection(features);
+    Ok((mapper, frames))
+}
 
+/// Reshapes Xen's bootstrap mappings into the kernel's layout, page by page in address
+/// order. Xen mapped the image and its boot structures (RWX); the rest of RAM is mapped
+/// here, and the level-1 tables that needs come from frames already passed, so they are
+/// mapped and can be zeroed before Xen is asked to pin them.
+fn init_xen_pv(
+    boot: &BootInfo,
+    pv: &XenPvBoot,
+    hypercalls: &'static HypercallPage,
+    m2p: &'static [u64],
+    batching: bool,
+) -> Result<(Mapper<KernelBackend>, FrameAllocator<'static>), InitError> {
+    // SAFETY: `xen_pv::parse` checked that the P2M list lies in the domain's memory, clear
+    // of the image, and is readable; Xen never changes a PV guest's P2M list behind it.
+    let p2m = unsafe { core::slice::from_raw_parts(pv.p2m as *const u64, pv.nr_pages as usize) };
+    // SAFETY: this is the domain's hypercall page; Xen maps its page tables readable and
+    // the identity map reaches every frame the mapper names (tables come from mapped memory,
+    // see `EarlyFrames`); the layout built below keeps what the kernel relies on mapped.
+    let ops = unsafe { XenHypercalls::new(hypercalls) };
+    let backend = XenPvMmu::new(Pfn::new(pv.root_pfn), p2m, m2p, ops);
+    let mut mapper = Mapper::new(KernelBackend::XenPv(backend));
+    mapper.backend_mut().set_batching(batching);
+
+    let sections = image_sections();
+    let image = sections[0].0.start..sections[2].0.end;
+    let ram_end = pv.nr_pages * 4096;
+    // Xen maps its bootstrap region contiguously from VIRT_BASE 0.
+    let mapped_end = (image.start..ram_end)
+        .step_by(4096)
+        .find(|&addr| mapper.translate(VirtAddr::new(addr)).is_none())
+        .unwrap_or(ram_end);
+    if mapped_end < image.end {
+        return Err(InitError::ImageNotMapped(VirtAddr::new(mapped_end)));
+    }
+    let mut frames = frame_allocator(boot, mapped_end)?;
+    let mut early = EarlyFrames {
+        frames: &mut frames,
+        window_end: 0,
+        out_of_window: None,
+    };
+    let built = mapper.batch(|m| -> Result<(), MapperError> {
+        for addr in (0..ram_end).step_by(4096) {
+            let page = Page::containing_address(VirtAddr::new(addr));
+            let flags = if addr == 0 || stack::guard_hit(addr).is_some() {
+                None
+            } else if let Some((_, flags)) = sections.iter().find(|(r, _)| r.contains(&addr)) {
+                Some(*flags)
+            } else if pv.page_tables.contains(&addr) {
+                Some(Flags::NO_EXECUTE)
+            } else {
+                Some(Flags::WRITABLE | Flags::NO_EXECUTE)
+            };
+            let mapped = addr < mapped_end && m.translate(page.start_address()).is_some();
+            match (mapped, flags) {
+                (true, Some(flags)) => m.protect(page, flags)?,
+                (true, None) => {
+                    m.unmap(page)?;
+                }
+                (false, Some(flags)) => {
+                    early.window_end = addr;
+                    m.map(
+                        page,
+                        PhysFrame::containing_address(PhysAddr::new(addr)),
+                        flags,
+                        &mut early,
+                    )?
+                }
+                (false, None) => {}
+            }
+        }
+        Ok(())
+    });
+    if let Some(addr) = early.out_of_window {
+        return Err(InitError::TableAboveBootWindow(addr));
+    }
+    built?;
+    Ok((mapper, frames))
+}
+
+fn map_heap(
+    boot: &BootInfo,
+    mut mapper: Mapper<KernelBackend>,
+    mut frames: FrameAllocator<'static>,
+) -> Result<Report, InitError> {
+    let map = &boot.memory_map;
     let heap_bytes =
         (frames.free_frames() * 4096 / 4).clamp(layout::MIN_HEAP_SIZE, layout::MAX_HEAP_SIZE);
     mapper.batch(|m| -> Result<(), MapperError> {

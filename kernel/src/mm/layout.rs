@@ -7,8 +7,9 @@
 //! | `0x100000..__kernel_end` | the kernel image: text RX, rodata R, data/bss/stacks RW+NX |
 //! | `HEAP_START..` | the heap |
 //! | `MAPPER_TEST_WINDOW..` | scratch pages of the mapper self-test |
-//! | `BENCH_PAGE`, `UNMAPPED_PROBE_PAGE` | benchmark pages |
+//! | `BENCH_PAGE`, `BENCH_REGION`, `UNMAPPED_PROBE_PAGE` | benchmark pages |
 //! | `XEN_CONSOLE_PAGE` | a Xen domU's console ring |
+//! | `XEN_SHARED_INFO_PAGE` | Xen's shared info page, under Xen PV (a machine frame) |
 //!
 //! Identity is the natural choice for both entries: PVH starts with paging off, and a Xen PV
 //! guest starts with its pseudo-physical memory mapped at `VIRT_BASE` 0.
@@ -24,11 +25,17 @@ pub const MAPPER_TEST_WINDOW: u64 = 0xffff_a000_0000_0000;
 pub const MAPPER_TEST_WINDOW_SIZE: u64 = 128 << 20;
 
 pub const BENCH_PAGE: u64 = 0xffff_b000_0000_0000;
+/// 2 MiB, one level-1 table's worth: the page-table benchmarks map and protect it whole.
+pub const BENCH_REGION: u64 = 0xffff_b000_4000_0000;
+
 /// Never mapped: the page-fault benchmark and self-test read it.
 pub const UNMAPPED_PROBE_PAGE: u64 = 0xffff_b000_0020_0000;
 
 /// A Xen domU's console ring page, which lies outside RAM.
 pub const XEN_CONSOLE_PAGE: u64 = 0xffff_b000_0040_0000;
+
+/// Xen's shared info page as a PV guest maps it: Xen's frame, not one of the guest's.
+pub const XEN_SHARED_INFO_PAGE: u64 = 0xffff_b000_0060_0000;
 
 /// Where the kernel reaches physical memory.
 pub fn phys_to_virt(addr: PhysAddr) -> VirtAddr {

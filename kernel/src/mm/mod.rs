@@ -4,6 +4,8 @@ pub mod memory_map;
 pub mod paging;
 
 #[cfg(target_os = "none")]
+pub mod backend;
+#[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod kernel_space;

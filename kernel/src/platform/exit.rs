@@ -3,10 +3,21 @@
 //! that port too. Where nothing answers and Xen is there, `SCHEDOP_shutdown` stops the domain
 //! (poweroff when all passed, crash otherwise), though the status is then lost.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use janus_hypercall::xen::ops::ShutdownReason;
 use x86_64::instructions::port::Port;
 
 const ISA_DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// Whether `out` reaches the port. A Xen PV kernel runs at CPL 3, where `out` faults until
+/// `PHYSDEVOP_set_iopl` grants I/O privilege.
+static PORT_IO: AtomicBool = AtomicBool::new(true);
+
+/// Records whether port I/O works (the Xen PV entry clears it until `set_iopl` succeeds).
+pub fn set_port_io(usable: bool) {
+    PORT_IO.store(usable, Ordering::Relaxed);
+}
 
 /// The exit statuses of the output contract (DESIGN.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,9 +32,11 @@ pub enum ExitCode {
 }
 
 pub fn exit(code: ExitCode) -> ! {
-    // SAFETY: writing the debug-exit port either stops the VM or is ignored; it touches no
-    // memory.
-    unsafe { Port::<u8>::new(ISA_DEBUG_EXIT_PORT).write(code as u8) };
+    if PORT_IO.load(Ordering::Relaxed) {
+        // SAFETY: writing the debug-exit port either stops the VM or is ignored; it touches
+        // no memory.
+        unsafe { Port::<u8>::new(ISA_DEBUG_EXIT_PORT).write(code as u8) };
+    }
     if let Some(xen) = crate::platform::xen::hypercalls() {
         let reason = match code {
             ExitCode::Passed => ShutdownReason::Poweroff,
@@ -44,7 +57,16 @@ pub fn exit(code: ExitCode) -> ! {
         code as u8
     );
     loop {
-        x86_64::instructions::interrupts::disable();
-        x86_64::instructions::hlt();
+        match crate::platform::xen::hypercalls() {
+            // `cli` and `hlt` are privileged for a PV kernel. Yielding, unlike SCHEDOP_block,
+            // leaves events masked: no upcall can arrive at a kernel that is stopping.
+            Some(xen) if crate::platform::xen::is_pv() => {
+                let _ = xen.sched_yield();
+            }
+            _ => {
+                x86_64::instructions::interrupts::disable();
+                x86_64::instructions::hlt();
+            }
+        }
     }
 }

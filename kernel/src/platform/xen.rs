@@ -2,6 +2,7 @@
 
 use core::fmt;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use janus_hypercall::cpuid::{Detection, cpuid};
 use janus_hypercall::xen::console_ring::{XenconsInterface, XenconsRing, write_out};
@@ -10,6 +11,7 @@ use janus_hypercall::xen::error::XenError;
 use janus_hypercall::xen::event_channel::EvtchnPort;
 use janus_hypercall::xen::hvm;
 use janus_hypercall::xen::hypercall::{HypercallPage, install_hypercall_page};
+use janus_hypercall::xen::machphys::M2pMappingError;
 use janus_hypercall::xen::ops::{E820_ENTRY_SIZE, Version, e820_entries};
 use janus_hypercall::xen::shared_info::{SharedInfo, SharedInfoRef};
 use spin::{Mutex, Once};
@@ -18,9 +20,9 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use crate::console::Sink;
 use crate::mm::kernel_space;
-use crate::mm::layout::{XEN_CONSOLE_PAGE, phys_to_virt};
+use crate::mm::layout::{XEN_CONSOLE_PAGE, XEN_SHARED_INFO_PAGE, phys_to_virt};
 use crate::mm::memory_map::{MAX_REGIONS, MemoryMap, MemoryMapError};
-use crate::mm::paging::MapperError;
+use crate::mm::paging::{MACHINE_FRAME, MapperError};
 
 core::arch::global_asm!(
     r#"
@@ -38,6 +40,8 @@ unsafe extern "C" {
 }
 
 static HYPERCALLS: Once<HypercallPage> = Once::new();
+/// Set first thing by the Xen PV entry.
+static XEN_PV: AtomicBool = AtomicBool::new(false);
 static SHARED_INFO: Once<SharedInfoRef> = Once::new();
 
 /// What the kernel learned about Xen at boot.
@@ -48,6 +52,11 @@ pub struct Xen {
 }
 
 /// The hypercall page, once installed.
+/// Whether the kernel runs as a classic Xen PV guest (entered through `XEN_ELFNOTE_ENTRY`).
+pub fn is_pv() -> bool {
+    XEN_PV.load(Ordering::Relaxed)
+}
+
 pub fn hypercalls() -> Option<&'static HypercallPage> {
     HYPERCALLS.get()
 }
@@ -204,10 +213,57 @@ pub fn map_shared_info(xen: &Xen) -> Result<SharedInfoRef, MapSharedInfoError> {
     Ok(*SHARED_INFO.call_once(|| shared))
 }
 
+/// Xen's machine-to-physical table, read-only in Xen's part of the address space: a PV
+/// kernel reads it to turn the machine frames in its page tables back into its own.
+pub fn m2p_table(xen: &Xen) -> Result<&'static [u64], M2pError> {
+    let mapping = xen.hypercalls.machphys_mapping().map_err(M2pError::Xen)?;
+    let entries = mapping.readable_entries().map_err(M2pError::Window)?;
+    // SAFETY: Xen maps the window read-only for every PV guest, for its whole life, and
+    // `readable_entries` bounded the slice by both the window and `max_mfn`.
+    Ok(unsafe { core::slice::from_raw_parts(mapping.v_start as *const u64, entries as usize) })
+}
+
+#[derive(Debug)]
+pub enum M2pError {
+    Xen(XenError),
+    Window(M2pMappingError),
+}
+
+impl fmt::Display for M2pError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Xen(e) => write!(f, "XENMEM_machphys_mapping failed: {e}"),
+            Self::Window(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Maps the shared info page a PV guest is given (`start_info.shared_info`, a machine
+/// address; a PV guest has no physmap to place it in).
+pub fn map_shared_info_pv(machine_addr: u64) -> Result<SharedInfoRef, MapSharedInfoError> {
+    let page = Page::containing_address(VirtAddr::new(XEN_SHARED_INFO_PAGE));
+    let frame = PhysFrame::containing_address(PhysAddr::new(machine_addr));
+    kernel_space::with(|space| {
+        space.mapper.map(
+            page,
+            frame,
+            PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE | MACHINE_FRAME,
+            &mut space.frames,
+        )
+    })
+    .map_err(MapSharedInfoError::Map)?;
+    let ptr = NonNull::new(page.start_address().as_mut_ptr::<SharedInfo>())
+        .expect("XEN_SHARED_INFO_PAGE is not null");
+    // SAFETY: the page maps Xen's shared info frame for this domain, for the kernel's life.
+    let shared = unsafe { SharedInfoRef::new(ptr) };
+    Ok(*SHARED_INFO.call_once(|| shared))
+}
+
 #[derive(Debug)]
 pub enum MapSharedInfoError {
     OutOfFrames,
     Xen(XenError),
+    Map(MapperError),
 }
 
 impl fmt::Display for MapSharedInfoError {
@@ -215,12 +271,31 @@ impl fmt::Display for MapSharedInfoError {
         match self {
             Self::OutOfFrames => f.write_str("no free frame for the shared info page"),
             Self::Xen(e) => write!(f, "XENMEM_add_to_physmap(shared_info) failed: {e}"),
+            Self::Map(e) => write!(f, "mapping the shared info page: {e}"),
         }
     }
 }
 
 /// Installs the hypercall page through the MSR that CPUID leaf base + 2 names (PVH/HVM).
 /// `None` when not on Xen or when Xen's leaves make no sense.
+/// Takes Xen's hypercalls as a PV guest: Xen filled the page named by the
+/// `HYPERCALL_PAGE` note when it loaded the image.
+///
+/// # Safety
+/// Only from the Xen PV entry, before anything else.
+pub unsafe fn init_pv() -> Result<Xen, XenError> {
+    XEN_PV.store(true, Ordering::Relaxed);
+    let hypercalls = HYPERCALLS.call_once(|| {
+        // SAFETY: the PV domain builder filled the page the HYPERCALL_PAGE note names.
+        unsafe { HypercallPage::new(&raw const janus_hypercall_page) }
+    });
+    let version = hypercalls.xen_version()?;
+    Ok(Xen {
+        version,
+        hypercalls,
+    })
+}
+
 pub fn init(detection: &Detection) -> Option<Xen> {
     let leaf = XenLeaves::new(detection)?.hypercall(cpuid)?;
     if leaf.pages == 0 {

@@ -1,6 +1,8 @@
 //! Self-tests of the Xen interfaces, run only under Xen.
 
-use janus_hypercall::cpuid::{Detection, cpuid};
+use janus_hypercall::cpuid::Detection;
+
+use crate::platform::cpuid;
 use janus_hypercall::xen::error::XenError;
 
 use super::{Outcome, ensure};

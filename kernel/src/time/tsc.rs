@@ -15,6 +15,8 @@ use janus_hypercall::xen::cpuid::XenLeaves;
 pub enum Source {
     CpuidCrystal,
     HypervisorLeaf,
+    /// The scale factors of a pvclock record (Xen `vcpu_time_info`).
+    Pvclock,
     Pit,
 }
 
@@ -23,6 +25,7 @@ impl fmt::Display for Source {
         f.write_str(match self {
             Self::CpuidCrystal => "cpuid-0x15",
             Self::HypervisorLeaf => "hypervisor-leaf",
+            Self::Pvclock => "pvclock",
             Self::Pit => "pit",
         })
     }

@@ -8,3 +8,4 @@ mod idt;
 pub mod paging;
 pub mod stack;
 pub mod trap;
+mod xen_pv_entry;

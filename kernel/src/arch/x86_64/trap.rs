@@ -2,8 +2,18 @@
 //! calls [`dispatch`]. A page fault at a probe resumes at its fixup; every other exception is
 //! fatal: it is reported (vector, error code, registers, backtrace) and the machine stops
 //! with the fatal exit status.
+//!
+//! The same stubs serve a Xen PV kernel, which has no IDT: Xen delivers exceptions through
+//! the trap table given to `set_trap_table`, on the current stack, with the interrupted `rcx`
+//! and `r11` pushed above the CPU-style frame, and the kernel returns with `HYPERVISOR_iret`
+//! (it runs at CPL 3, where `iretq` cannot restore its event mask). A flag set once at the PV
+//! entry selects those two differences.
 
 use core::mem::{offset_of, size_of};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use janus_hypercall::xen::hypercall::HypercallPage;
+use janus_hypercall::xen::traps::{TrapInfo, TrapTableError, iret_entry_offset};
 
 use x86_64::registers::control::Cr2;
 use x86_64::registers::segmentation::{CS, Segment};
@@ -46,6 +56,9 @@ const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
 const _: () = assert!(offset_of!(TrapFrame, vector) == 15 * 8);
 const _: () = assert!(offset_of!(TrapFrame, rip) == 17 * 8);
 
+/// Whether exceptions arrive and return the Xen PV way; set before the trap table exists.
+static XEN_PV_FRAMES: AtomicBool = AtomicBool::new(false);
+
 #[unsafe(naked)]
 unsafe extern "C" fn trap_common() {
     // On entry rsp is 16-byte aligned plus the CPU frame (40), error code and vector (16):
@@ -60,8 +73,17 @@ unsafe extern "C" fn trap_common() {
         "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
         "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
         "add rsp, 16",
+        "cmp byte ptr [rip + {xen_pv}], 0",
+        "jne 2f",
         "iretq",
+        // HYPERVISOR_iret's context: the hypercall stub pushes rcx, r11 and rax above
+        // these flags (0: not a return from a system call).
+        "2:",
+        "push 0",
+        "jmp janus_hypercall_page + {iret}",
         dispatch = sym dispatch,
+        xen_pv = sym XEN_PV_FRAMES,
+        iret = const iret_entry_offset(),
     )
 }
 
@@ -72,11 +94,17 @@ macro_rules! entry_stubs {
             #[unsafe(naked)]
             unsafe extern "C" fn $name() {
                 core::arch::naked_asm!(
+                    "cmp byte ptr [rip + {xen_pv}], 0",
+                    "je 2f",
+                    "pop rcx",
+                    "pop r11",
+                    "2:",
                     entry_stubs!(@pad $($error_code)?),
                     "push {vector}",
                     "jmp {common}",
                     vector = const $vector,
                     common = sym trap_common,
+                    xen_pv = sym XEN_PV_FRAMES,
                 )
             }
         )*
@@ -179,6 +207,30 @@ pub fn init() {
             .enumerate()
             .map(|(vector, stub)| (vector as u8, *stub as usize as u64, ist_for(vector))),
     );
+}
+
+/// Vectors a PV kernel does not handle: Xen keeps NMI and machine checks (they come as
+/// callbacks, if registered) and never reflects a double fault.
+const NOT_FOR_XEN_PV: [usize; 3] = [2, 8, 18];
+
+/// Routes the exception vectors to the same stubs through Xen's virtual IDT. Events stay
+/// masked in handlers, as an interrupt gate clears IF; `int3` and `into` may be raised by
+/// software at any privilege.
+pub fn init_xen_pv(xen: &HypercallPage) -> Result<(), TrapTableError> {
+    XEN_PV_FRAMES.store(true, Ordering::SeqCst);
+    let mut table = [TrapInfo::default(); 32];
+    let mut count = 0;
+    for (vector, stub) in ENTRY_STUBS.iter().enumerate() {
+        if NOT_FOR_XEN_PV.contains(&vector) {
+            continue;
+        }
+        let dpl = if vector == 3 || vector == 4 { 3 } else { 0 };
+        table[count] = TrapInfo::kernel(vector as u8, *stub as usize as u64, dpl, true);
+        count += 1;
+    }
+    // SAFETY: every stub saves the frame, handles its vector through `dispatch`, and
+    // returns with HYPERVISOR_iret now that XEN_PV_FRAMES is set.
+    unsafe { xen.set_trap_table(&table[..count]) }
 }
 
 extern "C" fn dispatch(frame: &mut TrapFrame) {

@@ -54,4 +54,19 @@ pub trait PageTableBackend {
     /// Applies queued writes and invalidations. The mapper calls it at the end of every
     /// operation outside a batch, and once at the end of a batch.
     fn flush(&mut self);
+
+    /// Whether writes are queued until [`Self::flush`] (the default: they take effect at
+    /// once).
+    fn batching(&self) -> bool {
+        false
+    }
+
+    /// Sets whether writes are queued until [`Self::flush`]. A backend that can batch may
+    /// be told to stop and issue one update per write instead, so the two can be compared
+    /// (queued work is flushed first); one that cannot batch ignores the request. Returns
+    /// whether batching is on now.
+    fn set_batching(&mut self, on: bool) -> bool {
+        let _ = on;
+        false
+    }
 }

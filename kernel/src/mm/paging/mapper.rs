@@ -667,7 +667,10 @@ mod tests {
         assert!(m.translate(VirtAddr::new(base + 0x20_0000)).is_some());
         // Mapping again into a released span builds a fresh table, which stays while used.
         m.map(page(base), frame(0x2000), RW_NX, &mut f).unwrap();
-        assert_eq!(m.translate(VirtAddr::new(base)).unwrap().phys.as_u64(), 0x2000);
+        assert_eq!(
+            m.translate(VirtAddr::new(base)).unwrap().phys.as_u64(),
+            0x2000
+        );
         assert_eq!(m.release_empty_tables(range.clone(), |_| {}), 0);
         m.unmap(page(base)).unwrap();
         assert_eq!(m.release_empty_tables(range, |_| {}), 1);
