@@ -154,7 +154,36 @@ pub fn run(seed: u64) -> Outcome {
             );
         }
     }
+    // Everything is unmapped again: every level-1 table of the window is empty and goes
+    // back to the allocator (under Xen PV: unpinned and made writable again).
+    let free_before = kernel_space::with(|s| s.frames.free_frames());
+    let released = kernel_space::with(|space| {
+        let KernelSpace { mapper, frames } = space;
+        let window = VirtAddr::new(MAPPER_TEST_WINDOW)
+            ..VirtAddr::new(MAPPER_TEST_WINDOW + MAPPER_TEST_WINDOW_SIZE);
+        let mut refused = 0;
+        let released = mapper.release_empty_tables(window, |table| {
+            if frames.free(table).is_err() {
+                refused += 1;
+            }
+        });
+        ensure!(
+            refused == 0,
+            "{refused} released table frame(s) refused by the allocator"
+        );
+        Ok(released)
+    })?;
+    let free_after = kernel_space::with(|s| s.frames.free_frames());
+    ensure!(
+        released > 0,
+        "no page table of the test window was released"
+    );
+    ensure!(
+        free_after == free_before + released as u64,
+        "releasing {released} tables freed {} frames",
+        free_after.saturating_sub(free_before)
+    );
     Ok(Some(alloc::format!(
-        "pages={PAGES} round={round} seed={seed:#x}"
+        "pages={PAGES} round={round} seed={seed:#x} tables_released={released}"
     )))
 }
