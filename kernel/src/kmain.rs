@@ -85,10 +85,11 @@ pub fn start_xen_pv(start_info_va: u64) -> ! {
     // SAFETY: this is the Xen PV entry, and nothing ran before.
     let xen = match unsafe { xen::init_pv() } {
         Ok(xen) => xen,
-        // Without xen_version there is no console to say so, nor a way to stop.
-        Err(_) => loop {
-            core::hint::spin_loop();
-        },
+        // Xen refusing xen_version leaves no console to say so and no way to stop. An
+        // exception before the trap table exists makes Xen crash the domain, which xtask
+        // reports (XEN-FATAL) instead of waiting for a timeout.
+        // SAFETY: ud2 only raises #UD; nothing returns from it.
+        Err(_) => unsafe { core::arch::asm!("ud2", options(noreturn)) },
     };
     exit::set_port_io(false);
     console::init(Sink::XenConsoleIo);

@@ -19,10 +19,12 @@ pub const REQUIRED_TESTS: [&str; 4] = [
 ];
 
 /// Benchmarks every healthy boot reports.
-pub const REQUIRED_BENCHES: [&str; 5] = [
+pub const REQUIRED_BENCHES: [&str; 7] = [
     "rdtsc",
     "cpuid",
     "pte-map-unmap",
+    "pte-map-2mib-4k",
+    "pte-protect-512",
     "page-fault",
     "heap-alloc-free",
 ];

@@ -179,6 +179,36 @@ fn xen_pvh_cmdline_with_commas_reaches_the_kernel_intact() {
 fn xen_pv_passes() {
     let run = boot(Env::XenPv, Machine::Pc, "1024M", "");
     run.assert_healthy_under_xen(XEN_PV, 1024);
+    // Batched by default, and measured one hypercall per PTE as well.
+    for id in ["pte-map-2mib-4k-single", "pte-protect-512-single"] {
+        run.check(run.report.bench(id).is_some(), || {
+            format!("bench {id} missing")
+        });
+    }
+}
+
+/// Direct PTE writes are impossible under Xen PV (Xen maps the tables read-only): the kernel
+/// refuses `paging=direct` by name and keeps the hypercall backend; `mmu-batch=off` makes it
+/// one hypercall per update, so there is no separate `-single` measurement.
+#[test]
+fn xen_pv_refuses_direct_paging_and_runs_unbatched() {
+    let run = boot(
+        Env::XenPv,
+        Machine::Pc,
+        "1024M",
+        "paging=direct mmu-batch=off",
+    );
+    run.assert_healthy_under_xen(XEN_PV, 1024);
+    run.check(
+        run.outcome
+            .console
+            .iter()
+            .any(|l| l.contains("paging=direct refused") && l.contains("read-only")),
+        || "no refusal of paging=direct naming the reason on the console".into(),
+    );
+    run.check(run.report.bench("pte-protect-512-single").is_none(), || {
+        "a -single bench although batching was off".into()
+    });
 }
 
 /// A PV guest's exceptions come through the trap table it registers with Xen, not through
