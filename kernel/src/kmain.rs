@@ -19,6 +19,7 @@ use crate::mm::kernel_space::{self, Paging};
 use crate::platform;
 use crate::platform::exit::{self, ExitCode, exit};
 use crate::platform::xen::{self, Xen};
+use crate::platform::xen_events;
 use crate::time::tsc::{self, Frequency};
 use crate::{emergency_println, println};
 
@@ -220,6 +221,13 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
         };
         if let Err(e) = shared {
             println!("warning: {e}");
+        }
+        // Under PV: the trap table (start_xen_pv) and shared info are in place now. PVH
+        // events need an HVM callback vector, which is not set up.
+        if pv.is_some()
+            && let Err(e) = xen_events::init_pv(xen)
+        {
+            println!("warning: event channels will not be delivered: {e}");
         }
         // A domU may not use console_io: move from the debug port to its console ring.
         if console::sink() == Sink::DebugPort {

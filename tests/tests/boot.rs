@@ -179,6 +179,11 @@ fn xen_pvh_cmdline_with_commas_reaches_the_kernel_intact() {
 fn xen_pv_passes() {
     let run = boot(Env::XenPv, Machine::Pc, "1024M", "");
     run.assert_healthy_under_xen(XEN_PV, 1024);
+    // Only a PV guest registers the event upcall (set_callbacks) so far.
+    match run.report.test("xen-event-upcall") {
+        Some(test) => run.check(test.pass, || "self-test xen-event-upcall failed".into()),
+        None => run.fail("self-test xen-event-upcall missing"),
+    }
     // Batched by default, and measured one hypercall per PTE as well.
     for id in ["pte-map-2mib-4k-single", "pte-protect-512-single"] {
         run.check(run.report.bench(id).is_some(), || {

@@ -219,6 +219,39 @@ fn port_bit(port: EvtchnPort) -> (usize, u64) {
     ((port.0 / 64) as usize, 1 << (port.0 % 64))
 }
 
+/// The ports an event upcall should handle, in order (the 2-level scan of
+/// xen/include/public/xen.h): for each word named by a set bit of `selector` (taken with
+/// [`VcpuInfoRef::take_pending_sel`]), the ports pending and not masked in it. `pending`
+/// and `mask` read word `i` of [`SharedInfo::evtchn_pending`] and
+/// [`SharedInfo::evtchn_mask`]; each word is read once, when the scan reaches it, so a bit
+/// set meanwhile in a later word is still seen.
+///
+/// A pending port that is masked is skipped and keeps its pending bit: Xen sets no selector
+/// bit for it, and `EVTCHNOP_unmask` raises it again (`evtchn_2l_set_pending`,
+/// `evtchn_2l_unmask`, xen/common/event_2l.c).
+pub fn ready_ports(
+    selector: u64,
+    mut pending: impl FnMut(usize) -> u64,
+    mut mask: impl FnMut(usize) -> u64,
+) -> impl Iterator<Item = EvtchnPort> {
+    set_bits(selector).flat_map(move |word| {
+        let ready = pending(word) & !mask(word);
+        set_bits(ready).map(move |bit| EvtchnPort((word * 64 + bit) as u32))
+    })
+}
+
+/// The indices of the set bits of `bits`, lowest first.
+fn set_bits(mut bits: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        if bits == 0 {
+            return None;
+        }
+        let bit = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        Some(bit)
+    })
+}
+
 impl SharedInfo {
     /// An all-zero page, as Xen hands it over before any update; tests build on it.
     pub const fn zeroed() -> Self {
@@ -823,6 +856,56 @@ mod tests {
         assert_eq!(page.evtchn_pending[1], 1 << 63);
         assert_eq!(page.evtchn_mask[2], 1 << 2);
         assert_eq!(page.evtchn_mask.iter().filter(|&&w| w != 0).count(), 1);
+    }
+
+    #[test]
+    fn ready_ports_are_the_pending_unmasked_bits_of_the_selected_words_in_order() {
+        let mut pending = [0u64; 64];
+        let mut mask = [0u64; 64];
+        pending[0] = (1 << 3) | (1 << 5);
+        mask[0] = 1 << 5;
+        pending[2] = 1 << 63;
+        // Word 7 has a pending port but no selector bit: it is not read.
+        pending[7] = 1;
+        let selector = (1 << 0) | (1 << 2) | (1 << 4);
+        let ports: std::vec::Vec<_> = ready_ports(selector, |w| pending[w], |w| mask[w]).collect();
+        assert_eq!(ports, [EvtchnPort(3), EvtchnPort(191)]);
+
+        mask[2] = u64::MAX;
+        let masked: std::vec::Vec<_> = ready_ports(selector, |w| pending[w], |w| mask[w]).collect();
+        assert_eq!(masked, [EvtchnPort(3)]);
+        pending = [0; 64];
+        assert_eq!(
+            ready_ports(u64::MAX, |w| pending[w], |w| mask[w]).count(),
+            0
+        );
+    }
+
+    #[test]
+    fn ready_ports_reads_each_selected_word_once_and_only_when_it_gets_there() {
+        let reads = std::cell::RefCell::new(std::vec::Vec::new());
+        let mut ports = ready_ports(
+            (1 << 1) | (1 << 40),
+            |w| {
+                reads.borrow_mut().push(w);
+                0b11
+            },
+            |_| 0,
+        );
+        assert_eq!(ports.next(), Some(EvtchnPort(64)));
+        assert_eq!(*reads.borrow(), [1]);
+        assert_eq!(ports.next(), Some(EvtchnPort(65)));
+        assert_eq!(ports.next(), Some(EvtchnPort(40 * 64)));
+        assert_eq!(ports.next(), Some(EvtchnPort(40 * 64 + 1)));
+        assert_eq!(ports.next(), None);
+        assert_eq!(*reads.borrow(), [1, 40]);
+    }
+
+    #[test]
+    fn every_port_of_the_2_level_abi_can_be_ready_and_none_beyond() {
+        let ports: std::vec::Vec<_> = ready_ports(u64::MAX, |_| u64::MAX, |_| 0).collect();
+        assert_eq!(ports.len(), EVTCHN_2L_NR_CHANNELS as usize);
+        assert!(ports.iter().enumerate().all(|(i, p)| p.0 == i as u32));
     }
 
     #[test]

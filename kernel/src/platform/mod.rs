@@ -1,6 +1,7 @@
 //! What the kernel runs on, decided once at boot: hypervisor, console, and how to stop.
 pub mod exit;
 pub mod xen;
+pub mod xen_events;
 
 use janus_hypercall::cpuid::CpuidResult;
 use janus_hypercall::xen::cpuid::PvCpuid;

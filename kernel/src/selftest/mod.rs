@@ -70,6 +70,9 @@ pub fn run_all(seed: u64, hypervisor: &Detection, xen: Option<&Xen>) -> Summary 
             "xen-unknown-hypercall",
             Box::new(|| xen::unknown_hypercall(xen)),
         ));
+        if crate::platform::xen::is_pv() {
+            tests.push(("xen-event-upcall", Box::new(|| xen::event_upcall(xen))));
+        }
     }
     let mut summary = Summary {
         passed: 0,

@@ -8,6 +8,11 @@
 //! and `r11` pushed above the CPU-style frame, and the kernel returns with `HYPERVISOR_iret`
 //! (it runs at CPL 3, where `iretq` cannot restore its event mask). A flag set once at the PV
 //! entry selects those two differences.
+//!
+//! Xen PV also enters the kernel through two callbacks on the same kind of frame, and they
+//! reuse this path under pseudo-vectors above the 256 hardware ones: the event upcall
+//! ([`XEN_EVENT_UPCALL`], handled by `platform::xen_events`, then returned from like an
+//! exception) and the failsafe callback ([`XEN_FAILSAFE`], fatal).
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +20,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use janus_hypercall::xen::hypercall::HypercallPage;
 use janus_hypercall::xen::traps::{TrapInfo, TrapTableError, iret_entry_offset};
 
+use x86_64::VirtAddr;
 use x86_64::registers::control::Cr2;
 use x86_64::registers::segmentation::{CS, Segment};
 
@@ -186,6 +192,83 @@ const EXCEPTION_NAMES: [&str; 32] = [
 
 const PAGE_FAULT: u64 = 14;
 
+/// The pseudo-vector of Xen PV's event upcall in [`TrapFrame::vector`]: no hardware
+/// vector is 256 or more, so nothing else can arrive as it.
+pub const XEN_EVENT_UPCALL: u64 = 0x100;
+/// The pseudo-vector of Xen PV's failsafe callback; its error code packs the four data
+/// selectors Xen failed to load, `ds | es << 16 | fs << 32 | gs << 48`.
+pub const XEN_FAILSAFE: u64 = 0x101;
+
+/// Xen PV's event upcall. Xen enters it with the frame of an exception without error
+/// code, `rcx` and `r11` above it (`create_bounce_frame` with `TBF_INTERRUPT`,
+/// xen/arch/x86/x86_64/entry.S), and with upcalls masked; the `HYPERVISOR_iret` at the
+/// end of [`trap_common`] restores the mask from the frame's `rflags.IF`.
+#[unsafe(naked)]
+unsafe extern "C" fn xen_event_upcall() {
+    core::arch::naked_asm!(
+        "pop rcx",
+        "pop r11",
+        "push 0",
+        "push {vector}",
+        "jmp {common}",
+        vector = const XEN_EVENT_UPCALL,
+        common = sym trap_common,
+    )
+}
+
+/// Xen PV's failsafe callback: Xen could not load a data segment register while
+/// switching back to this vCPU, and enters here with `ds`, `es`, `fs`, `gs` between
+/// `r11` and `rip` (`load_segments`, xen/arch/x86/domain.c). The four selectors are packed
+/// into the one word that becomes the error code, so the frame matches [`TrapFrame`] from
+/// there on; the report is fatal and never returns.
+#[unsafe(naked)]
+unsafe extern "C" fn xen_failsafe() {
+    // After the two pops: ds at 0, es at 8, fs at 16, gs at 24, rip at 32; rax is saved
+    // below them while it packs the selectors into gs's slot, the one just below rip.
+    core::arch::naked_asm!(
+        "pop rcx",
+        "pop r11",
+        "push rax",
+        "movzx eax, word ptr [rsp + 32]",
+        "shl rax, 16",
+        "mov ax, word ptr [rsp + 24]",
+        "shl rax, 16",
+        "mov ax, word ptr [rsp + 16]",
+        "shl rax, 16",
+        "mov ax, word ptr [rsp + 8]",
+        "mov [rsp + 32], rax",
+        "pop rax",
+        "add rsp, 24",
+        "push {vector}",
+        "jmp {common}",
+        vector = const XEN_FAILSAFE,
+        common = sym trap_common,
+    )
+}
+
+/// Where Xen PV should enter for the event upcall (`CALLBACKTYPE_event`); only once
+/// [`init_xen_pv`] has selected Xen-style returns.
+pub fn xen_event_upcall_entry() -> VirtAddr {
+    VirtAddr::new(xen_event_upcall as *const () as u64)
+}
+
+/// Where Xen PV should enter for the failsafe callback (`CALLBACKTYPE_failsafe`).
+pub fn xen_failsafe_entry() -> VirtAddr {
+    VirtAddr::new(xen_failsafe as *const () as u64)
+}
+
+fn exception_name(vector: u64) -> &'static str {
+    match vector {
+        XEN_EVENT_UPCALL => "xen-event-upcall",
+        XEN_FAILSAFE => "xen-failsafe",
+        _ => usize::try_from(vector)
+            .ok()
+            .and_then(|v| EXCEPTION_NAMES.get(v))
+            .copied()
+            .unwrap_or("unknown"),
+    }
+}
+
 fn ist_for(vector: usize) -> u16 {
     match vector {
         2 => stack::IST_NMI,
@@ -234,6 +317,10 @@ pub fn init_xen_pv(xen: &HypercallPage) -> Result<(), TrapTableError> {
 }
 
 extern "C" fn dispatch(frame: &mut TrapFrame) {
+    if frame.vector == XEN_EVENT_UPCALL {
+        crate::platform::xen_events::handle_upcall();
+        return;
+    }
     if frame.vector == PAGE_FAULT
         && let Some(fixup) = extable::fixup_for(frame.rip)
     {
@@ -254,8 +341,8 @@ fn page_fault_cause(error: u64) -> &'static str {
 }
 
 fn fatal(frame: &TrapFrame) -> ! {
-    let vector = frame.vector as usize;
-    let name = EXCEPTION_NAMES.get(vector).copied().unwrap_or("unknown");
+    let vector = frame.vector;
+    let name = exception_name(vector);
     let cr2 = Cr2::read_raw();
     emergency_println!();
     emergency_println!(
@@ -268,6 +355,18 @@ fn fatal(frame: &TrapFrame) -> ! {
         .flatten();
     if frame.vector == PAGE_FAULT {
         emergency_println!("!! {}", page_fault_cause(frame.error_code));
+    }
+    if frame.vector == XEN_FAILSAFE {
+        let selector = |n: u32| (frame.error_code >> (16 * n)) & 0xffff;
+        emergency_println!(
+            "!! Xen failsafe callback: could not load a segment register on return \
+             (selectors ds={:#x} es={:#x} fs={:#x} gs={:#x}; Xen put the null selector in the \
+             one it could not load)",
+            selector(0),
+            selector(1),
+            selector(2),
+            selector(3)
+        );
     }
     if let Some(stack) = guard {
         emergency_println!(
