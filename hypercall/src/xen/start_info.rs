@@ -11,7 +11,7 @@ use core::mem::{offset_of, size_of};
 use super::event_channel::EvtchnPort;
 use super::frame::{MachineAddr, Mfn, PAGE_SIZE};
 
-/// The magic of a 64-bit x86 PV guest ("xen-<version>-<platform>"); the rest of the
+/// The magic of a 64-bit x86 PV guest (`xen-<version>-<platform>`); the rest of the
 /// 32-byte field is NUL.
 pub const START_INFO_MAGIC: &[u8] = b"xen-3.0-x86_64";
 /// `MAX_GUEST_CMDLINE`.
