@@ -77,11 +77,6 @@ impl PhysRead for ProbedRead {
     }
 }
 
-unsafe extern "C" {
-    static __kernel_start: u8;
-    static __kernel_end: u8;
-}
-
 pub fn start_xen_pv(start_info_va: u64) -> ! {
     // SAFETY: this is the Xen PV entry, and nothing ran before.
     let xen = match unsafe { xen::init_pv() } {
@@ -110,8 +105,7 @@ pub fn start_xen_pv(start_info_va: u64) -> ! {
         "Janus {} (Xen PV entry, start_info at {start_info_va:#x})",
         env!("CARGO_PKG_VERSION")
     );
-    let image = (&raw const __kernel_start as u64)..(&raw const __kernel_end as u64);
-    let (boot, pv) = match xen_pv::parse(&ProbedRead, start_info_va, image) {
+    let (boot, pv) = match xen_pv::parse(&ProbedRead, start_info_va, kernel_space::image()) {
         Ok(parsed) => parsed,
         Err(e) => {
             println!("janus: cannot boot: {e}");

@@ -34,18 +34,23 @@ fn measure(operation: impl FnMut()) -> Vec<u64> {
     measure_runs(QUICK, operation)
 }
 
-pub fn measure_runs(runs: Runs, operation: impl FnMut()) -> Vec<u64> {
-    measure_undone(runs, operation, || {})
+pub fn measure_runs(runs: Runs, mut operation: impl FnMut()) -> Vec<u64> {
+    measure_undone(runs, &mut (), |_| operation(), |_| {})
 }
 
-/// Times `operation`, running `undo` untimed after each run.
-pub fn measure_undone(runs: Runs, mut operation: impl FnMut(), mut undo: impl FnMut()) -> Vec<u64> {
+/// Times `operation` on `state`, running `undo` on it untimed after each run.
+pub fn measure_undone<S: ?Sized>(
+    runs: Runs,
+    state: &mut S,
+    mut operation: impl FnMut(&mut S),
+    mut undo: impl FnMut(&mut S),
+) -> Vec<u64> {
     let mut samples = Vec::with_capacity(runs.samples);
     for i in 0..runs.warmup + runs.samples {
         let start = rdtsc_ordered();
-        operation();
+        operation(state);
         let end = rdtsc_ordered();
-        undo();
+        undo(state);
         if i >= runs.warmup {
             samples.push(end.wrapping_sub(start));
         }
@@ -53,7 +58,7 @@ pub fn measure_undone(runs: Runs, mut operation: impl FnMut(), mut undo: impl Fn
     samples
 }
 
-fn report(id: &str, samples: Vec<u64>, tsc: Option<Frequency>) {
+pub fn report(id: &str, samples: Vec<u64>, tsc: Option<Frequency>) {
     report_with(id, samples, tsc, |_| alloc::string::String::new());
 }
 

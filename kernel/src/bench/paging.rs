@@ -6,7 +6,7 @@
 use x86_64::VirtAddr;
 use x86_64::structures::paging::{Page, PageTableFlags as Flags, PhysFrame, Size4KiB};
 
-use super::cases::{QUICK, Runs, measure_runs, measure_undone, report_with};
+use super::cases::{QUICK, Runs, measure_runs, measure_undone, report, report_with};
 use super::stats::Summary;
 use crate::mm::kernel_space::{self, KernelSpace};
 use crate::mm::layout::{BENCH_PAGE, BENCH_REGION};
@@ -65,9 +65,7 @@ fn map_unmap(frame: PhysFrame, tsc: Option<Frequency>) {
                 .expect("benchmark page was just mapped");
         })
     });
-    report_with("pte-map-unmap", samples, tsc, |_| {
-        alloc::string::String::new()
-    });
+    report("pte-map-unmap", samples, tsc);
 }
 
 fn map_region(space: &mut KernelSpace, frame: PhysFrame) -> Result<(), MapperError> {
@@ -93,12 +91,11 @@ fn protect_region(space: &mut KernelSpace, flags: Flags) -> Result<(), MapperErr
 fn region(frame: PhysFrame, tsc: Option<Frequency>, suffix: &str) {
     let per_pte = |s: &Summary| alloc::format!(" ptes={PTES} cycles_per_pte={}", s.median / PTES);
     let samples = kernel_space::with(|space| {
-        // Both closures need the space; they run in turn.
-        let space = core::cell::RefCell::new(space);
         measure_undone(
             REGION,
-            || map_region(&mut space.borrow_mut(), frame).expect("benchmark region is free"),
-            || unmap_region(&mut space.borrow_mut()).expect("benchmark region is mapped"),
+            space,
+            |space| map_region(space, frame).expect("benchmark region is free"),
+            |space| unmap_region(space).expect("benchmark region is mapped"),
         )
     });
     report_with(
@@ -110,11 +107,11 @@ fn region(frame: PhysFrame, tsc: Option<Frequency>, suffix: &str) {
 
     let samples = kernel_space::with(|space| {
         map_region(space, frame).expect("benchmark region is free");
-        let cell = core::cell::RefCell::new(&mut *space);
         let samples = measure_undone(
             REGION,
-            || protect_region(&mut cell.borrow_mut(), Flags::NO_EXECUTE).expect("region is mapped"),
-            || protect_region(&mut cell.borrow_mut(), RW_NX).expect("region is mapped"),
+            space,
+            |space| protect_region(space, Flags::NO_EXECUTE).expect("region is mapped"),
+            |space| protect_region(space, RW_NX).expect("region is mapped"),
         );
         unmap_region(space).expect("benchmark region is mapped");
         samples

@@ -178,12 +178,11 @@ pub fn parse(
     // Pseudo-physical memory is one block; page 0 stays out, as under PVH.
     let memory_map = MemoryMap::from_entries([(PAGE_SIZE, ram_end - PAGE_SIZE, 1)])
         .map_err(XenPvBootError::MemoryMap)?;
-    let page_table_pages = page_tables.start..page_tables.end;
     let boot = BootInfo::from_parts(
         memory_map,
         text,
         info.flags,
-        &[start_info, p2m.clone(), page_table_pages.clone(), module],
+        &[start_info, p2m.clone(), page_tables.clone(), module],
     );
     Ok((
         boot,
@@ -191,7 +190,7 @@ pub fn parse(
             nr_pages,
             p2m: p2m.start,
             root_pfn: info.pt_base / PAGE_SIZE,
-            page_tables: page_table_pages,
+            page_tables,
             shared_info: info.shared_info,
             console: info.console(),
         },

@@ -119,6 +119,11 @@ unsafe extern "C" {
     static __kernel_end: u8;
 }
 
+/// Where the kernel image lies (virtual == physical, or pseudo-physical under Xen PV).
+pub fn image() -> Range<u64> {
+    (&raw const __kernel_start as u64)..(&raw const __kernel_end as u64)
+}
+
 fn image_sections() -> [(Range<u64>, Flags); 3] {
     let start = &raw const __kernel_start as u64;
     let text_end = &raw const __text_end as u64;
@@ -142,11 +147,6 @@ struct EarlyFrames<'a> {
 impl FrameSource for EarlyFrames<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
         let frame = self.frames.allocate()?;
-        log::debug!(
-            "early table frame {:#x} window {:#x}",
-            frame.start_address().as_u64(),
-            self.window_end
-        );
         if frame.start_address().as_u64() >= self.window_end {
             self.out_of_window = Some(frame.start_address());
             return None;
@@ -156,8 +156,8 @@ impl FrameSource for EarlyFrames<'_> {
 }
 
 /// Identity-maps `[start, end)` (4 KiB aligned) with the largest pages that fit.
-fn map_identity(
-    mapper: &mut Mapper<KernelBackend>,
+fn map_identity<B: PageTableBackend>(
+    mapper: &mut Mapper<B>,
     frames: &mut impl FrameSource,
     range: Range<u64>,
     flags: Flags,
@@ -186,13 +186,13 @@ fn map_identity(
     Ok(())
 }
 
-fn build_tables(
-    mapper: &mut Mapper<KernelBackend>,
+fn build_tables<B: PageTableBackend>(
+    mapper: &mut Mapper<B>,
     frames: &mut impl FrameSource,
     map: &MemoryMap,
 ) -> Result<(), MapperError> {
     let sections = image_sections();
-    let image = sections[0].0.start..sections[2].0.end;
+    let image = image();
     for (range, flags) in sections {
         for addr in range.step_by(4096) {
             if stack::guard_hit(addr).is_some() {
@@ -253,10 +253,9 @@ pub fn init(
 /// The frame allocator over `boot`'s memory map, its bitmap placed below `window_end`.
 fn frame_allocator(boot: &BootInfo, window_end: u64) -> Result<FrameAllocator<'static>, InitError> {
     let map = &boot.memory_map;
-    let sections = image_sections();
     let mut reserved: [Range<u64>; MAX_MODULES + 8] = core::array::from_fn(|_| 0..0);
     let mut count = 0;
-    reserved[count] = sections[0].0.start..sections[2].0.end;
+    reserved[count] = image();
     count += 1;
     for range in boot.reserved_ranges() {
         reserved[count] = range;
@@ -295,7 +294,7 @@ fn init_direct(
         .ok_or(InitError::Map(MapperError::OutOfFrames))?;
     // SAFETY: root and every later table frame come fresh from the allocator, below 4 GiB
     // (EarlyFrames), hence mapped by the boot tables at their physical address.
-    let mut mapper = Mapper::new(KernelBackend::Direct(unsafe { DirectBackend::new(root) }));
+    let mut mapper = Mapper::new(unsafe { DirectBackend::new(root) });
     let built = mapper.batch(|m| build_tables(m, &mut early, &boot.memory_map));
     if let Some(addr) = early.out_of_window {
         return Err(InitError::TableAboveBootWindow(addr));
@@ -303,13 +302,12 @@ fn init_direct(
     built?;
 
     crate::arch::cpu::enable_no_execute();
-    if let KernelBackend::Direct(direct) = mapper.backend_mut() {
-        // SAFETY: the new tables map the image (the code running now, its stacks and
-        // statics) and all usable RAM at the same addresses as the boot tables did.
-        unsafe { direct.activate() };
-    }
+    // SAFETY: the new tables map the image (the code running now, its stacks and statics)
+    // and all usable RAM at the same addresses as the boot tables did.
+    unsafe { mapper.backend_mut().activate() };
     crate::arch::cpu::enable_protection(features);
-    Ok((mapper, frames))
+    let backend = KernelBackend::Direct(mapper.into_backend());
+    Ok((Mapper::new(backend), frames))
 }
 
 /// Reshapes Xen's bootstrap mappings into the kernel's layout, page by page in address
@@ -335,7 +333,7 @@ fn init_xen_pv(
     mapper.backend_mut().set_batching(batching);
 
     let sections = image_sections();
-    let image = sections[0].0.start..sections[2].0.end;
+    let image = image();
     let ram_end = pv.nr_pages * 4096;
     // Xen maps its bootstrap region contiguously from VIRT_BASE 0.
     let mapped_end = (image.start..ram_end)

@@ -113,6 +113,12 @@ impl<B: PageTableBackend> Mapper<B> {
         &mut self.backend
     }
 
+    /// The backend, once no batch is open (a batch's writes are flushed at its end).
+    pub fn into_backend(self) -> B {
+        debug_assert_eq!(self.batch_depth, 0, "a batch is still open");
+        self.backend
+    }
+
     /// Runs `f` as one batch: the backend flushes once at its end instead of after every
     /// operation. Batches nest; only the outermost flushes.
     pub fn batch<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
