@@ -1,5 +1,13 @@
 //! no_std device drivers for Janus.
 #![cfg_attr(not(test), no_std)]
 
+pub mod acpi_pm_timer;
+pub mod apic;
+pub mod hpet;
+pub mod ioapic;
+pub mod pic;
 pub mod pit;
+pub mod pvclock;
+pub mod rtc;
 pub mod uart16550;
+pub mod wrapping_counter;

@@ -8,7 +8,7 @@ use janus_hypercall::kvm;
 use janus_hypercall::kvm::hypercall::{HypercallInstruction, KvmHypercalls};
 
 use janus_hypercall::xen::cpuid::PvCpuid;
-use x86_64::VirtAddr;
+use x86_64::{PhysAddr, VirtAddr};
 
 use crate::arch::{boot, cpu, extable, trap};
 use crate::boot::cmdline;
@@ -17,10 +17,11 @@ use crate::boot::xen_pv::{self, XenPvBoot};
 use crate::console::{self, Sink};
 use crate::mm::kernel_space::{self, Paging};
 use crate::platform;
+use crate::platform::acpi;
 use crate::platform::exit::{self, ExitCode, exit};
 use crate::platform::xen::{self, Xen};
 use crate::platform::xen_events;
-use crate::time::tsc::{self, Frequency};
+use crate::time;
 use crate::{emergency_println, println};
 
 /// The start info, memory map and command line lie where the boot stub's identity map reaches:
@@ -144,6 +145,46 @@ pub fn start_pvh(start_info_paddr: u64) -> ! {
     run(&boot, &hypervisor, xen.as_ref(), None)
 }
 
+/// Firmware memory after the kernel's own page tables are live: the BIOS area below 1 MiB
+/// and whatever the memory map lists (ACPI tables often sit in reserved RAM), each page
+/// mapped just for the copy. Anything else, device registers above all, is refused.
+struct FirmwareRead<'a>(&'a BootInfo);
+
+impl PhysRead for FirmwareRead<'_> {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), BootInfoError> {
+        let unreadable = BootInfoError::Unreadable {
+            what: "range",
+            paddr,
+            len: buf.len() as u64,
+        };
+        let end = paddr.checked_add(buf.len() as u64).ok_or(unreadable)?;
+        let listed = self
+            .0
+            .memory_map
+            .regions()
+            .iter()
+            .any(|r| r.start <= paddr && end <= r.end());
+        if !(paddr >= 0x1000 && end <= 0x10_0000 || listed) {
+            return Err(unreadable);
+        }
+        kernel_space::read_physical(PhysAddr::new(paddr), buf).map_err(|_| unreadable)
+    }
+}
+
+/// The firmware's ACPI tables, for the clock and interrupt hardware; problems are reported
+/// and the kernel goes on without what they would have given.
+fn read_acpi(boot: &BootInfo) -> Option<acpi::Platform> {
+    let reader = FirmwareRead(boot);
+    let platform = acpi::find_rsdp(&reader, boot.rsdp)
+        .and_then(|rsdp| acpi::parse(&reader, rsdp))
+        .map_err(|e| println!("warning: ACPI tables not used: {e}"))
+        .ok()?;
+    for problem in &platform.problems {
+        println!("warning: ACPI: {problem}");
+    }
+    Some(platform)
+}
+
 /// What the command line asks of paging, against what the entry allows.
 fn check_paging_options(options: &cmdline::Options, hypervisor: &Detection, pv: bool) {
     match (options.paging, pv) {
@@ -216,11 +257,12 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
         if let Err(e) = shared {
             println!("warning: {e}");
         }
-        // Under PV: the trap table (start_xen_pv) and shared info are in place now. PVH
-        // events need an HVM callback vector, which is not set up.
-        if pv.is_some()
-            && let Err(e) = xen_events::init_pv(xen)
-        {
+        // The trap table (start_xen_pv) or IDT and shared info are in place now.
+        let events = match pv {
+            Some(_) => xen_events::init_pv(xen),
+            None => xen_events::init_pvh(xen),
+        };
+        if let Err(e) = events {
             println!("warning: event channels will not be delivered: {e}");
         }
         // A domU may not use console_io: move from the debug port to its console ring.
@@ -231,10 +273,19 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
             }
         }
     }
-    let frequency = tsc_frequency(hypervisor);
-
-    let tsc_khz = frequency.map_or(0, |f| f.hz / 1000);
     let kvm_features = kvm::features::read_features(hypervisor, platform::cpuid);
+    // A PV guest's pseudo-physical memory holds no firmware tables.
+    let acpi = if pv.is_none() { read_acpi(boot) } else { None };
+    let time = time::boot::init(&time::boot::Platforms {
+        hypervisor,
+        xen,
+        pv: pv.is_some(),
+        kvm: kvm_features.map(|leaf| leaf.features),
+        acpi: acpi.as_ref(),
+        forced: options.clock,
+    });
+    let frequency = time.tsc;
+    let tsc_khz = frequency.map_or(0, |f| f.hz / 1000);
     // A PV kernel runs at CPL 3 and may not write CR4: SMEP/SMAP/UMIP are Xen's business.
     let onoff = |b| if b && pv.is_none() { "on" } else { "off" };
     let tsc_source: &dyn core::fmt::Display = match &frequency {
@@ -246,15 +297,20 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
         (None, Some(kvm)) => alloc::format!(" kvm_features={}", kvm.features),
         (None, None) => alloc::string::String::new(),
     };
+    let yes_no = |b| if b { "yes" } else { "no" };
     println!(
-        "@janus env hypervisor={} boot={} paging={} clock=tsc console={} cpus=1 mem_mib={} \
-         tsc_khz={tsc_khz} tsc_source={} nx=on smep={} smap={} umip={}{hypervisor_keys}",
+        "@janus env hypervisor={} boot={} paging={} clock={} console={} cpus=1 mem_mib={} \
+         tsc_khz={tsc_khz} tsc_source={} tsc_invariant={} timer={} nx=on smep={} smap={} \
+         umip={}{hypervisor_keys}",
         hypervisor.hypervisor,
         if pv.is_some() { "xen-pv" } else { "pvh" },
         kernel_space::with(|space| space.mapper.backend().name()),
+        time.clock,
         console::sink().name(),
         memory.usable_bytes >> 20,
         tsc_source,
+        yes_no(time.invariant_tsc),
+        time::timer::name(),
         onoff(features.smep),
         onoff(features.smap),
         onoff(features.umip),
@@ -262,7 +318,7 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
     let ready = cpu::rdtsc_ordered();
 
     let seed = options.seed.unwrap_or(ready);
-    let summary = crate::selftest::run_all(seed, hypervisor, xen);
+    let summary = crate::selftest::run_all(seed, hypervisor, xen, options.host_time);
     if let Some(test) = options.selftest {
         if test == cmdline::SelfTest::StackOverflow && pv.is_some() {
             println!(
@@ -277,7 +333,7 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
     // SAFETY: CPUID says KVM, and the kernel runs at CPL 0.
     let kvm = kvm_features
         .map(|_| unsafe { KvmHypercalls::new(HypercallInstruction::detect_with(cpuid::cpuid)) });
-    crate::bench::run_all(frequency, xen, kvm.as_ref());
+    crate::bench::run_all(&time, xen, kvm.as_ref());
 
     let boot_cycles = ready - boot::boot_tsc();
     match frequency {
@@ -297,33 +353,6 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
     } else {
         ExitCode::TestFailed
     })
-}
-
-fn tsc_frequency(hypervisor: &Detection) -> Option<Frequency> {
-    if let Some(f) = tsc::from_cpuid(platform::cpuid, hypervisor) {
-        return Some(f);
-    }
-    // A Xen PV guest's time leaf may say 0 kHz (native TSC mode); its pvclock scale does not.
-    let pvclock = xen::shared_info()
-        .and_then(|shared| shared.vcpu_time(0))
-        .and_then(|time| time.read().ok())
-        .and_then(|time| tsc::from_pvclock(time.tsc_to_system_mul, time.tsc_shift));
-    if let Some(hz) = pvclock {
-        return Some(Frequency {
-            hz,
-            source: tsc::Source::Pvclock,
-        });
-    }
-    // SAFETY: nothing else uses the PIT, and interrupts are off, so reprogramming channel 0
-    // raises nothing.
-    let mut pit = unsafe { janus_drivers::pit::PortPit::new() };
-    match tsc::from_pit(&mut pit, cpu::rdtsc_ordered) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            println!("warning: TSC calibration failed: {e}; benchmarks are reported in cycles");
-            None
-        }
-    }
 }
 
 static PANICKING: AtomicBool = AtomicBool::new(false);

@@ -19,7 +19,6 @@ pub mod arch;
 pub mod console;
 #[cfg(target_os = "none")]
 mod kmain;
-#[cfg(target_os = "none")]
 pub mod platform;
 #[cfg(target_os = "none")]
 pub mod selftest;

@@ -2,7 +2,7 @@
 //! Run them through `cargo xtask test`, which builds the image and passes it in
 //! `JANUS_KERNEL`.
 
-use janus_tests::{PVH, XEN_PV, boot, garbage_cmdline};
+use janus_tests::{PVH, REQUIRED_PC_CLOCK_BENCHES, XEN_PV, boot, garbage_cmdline};
 use xtask::qemu::{Env, Machine};
 
 #[test]
@@ -16,6 +16,7 @@ fn tcg_microvm_passes() {
 fn tcg_pc_qboot_passes() {
     let run = boot(Env::Tcg, Machine::Pc, "128M", "");
     run.assert_healthy("tcg", PVH);
+    run.assert_benches(&REQUIRED_PC_CLOCK_BENCHES);
     run.assert_mem_near(128);
 }
 
@@ -23,7 +24,40 @@ fn tcg_pc_qboot_passes() {
 fn tcg_q35_qboot_passes() {
     let run = boot(Env::Tcg, Machine::Q35, "128M", "");
     run.assert_healthy("tcg", PVH);
+    run.assert_benches(&REQUIRED_PC_CLOCK_BENCHES);
     run.assert_mem_near(128);
+}
+
+/// `clock=` forces another source where it exists. The TSC is then compared with the PM
+/// timer, which under TCG follows the host's (NTP-slewed) monotonic clock while the TSC
+/// follows the host's TSC: they may disagree by more than the 100 ppm `clock-vs-tsc`
+/// allows, so only the clock's own tests are required here.
+#[test]
+fn tcg_pc_clock_pmtimer_can_be_forced() {
+    let run = boot(Env::Tcg, Machine::Pc, "128M", "clock=pmtimer");
+    run.assert_env("clock", "pmtimer");
+    for name in ["clock-monotonic", "sleep", "wall-clock"] {
+        match run.report.test(name) {
+            Some(test) => run.check(test.pass, || format!("{name} failed: {:?}", test.reason)),
+            None => run.fail(&format!("self-test {name} missing")),
+        }
+    }
+    run.assert_benches(&["clock-drift-tsc", "clock-drift-hpet", "timer-latency"]);
+}
+
+/// A forced clock that does not exist here is refused by name, and the platform's choice
+/// is used.
+#[test]
+fn tcg_missing_forced_clock_is_refused() {
+    let run = boot(Env::Tcg, Machine::Microvm, "128M", "clock=kvmclock");
+    run.assert_healthy("tcg", PVH);
+    run.check(
+        run.outcome
+            .console
+            .iter()
+            .any(|l| l.contains("clock=kvmclock is not available here; using clock=tsc")),
+        || "no refusal of clock=kvmclock on the console".into(),
+    );
 }
 
 #[test]

@@ -181,6 +181,15 @@ fn parse_effective_uid(status: &str) -> Option<u32> {
     uids.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The host's wall clock in whole seconds since the Unix epoch; `None` for a clock set
+/// before 1970.
+pub fn unix_time() -> Option<u64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
 /// The reason an I/O error gives, without the `(os error N)` suffix std appends.
 pub fn io_reason(error: &io::Error) -> String {
     let text = error.to_string();

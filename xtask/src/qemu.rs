@@ -330,6 +330,10 @@ pub struct RunConfig {
     /// QEMU is killed when the run takes longer.
     pub timeout: Duration,
     pub guest: Guest,
+    /// The host's wall clock in seconds since the Unix epoch, appended to the command line
+    /// as `host-time=` for the kernel's wall-clock self-test; [`RunConfig::run`] sets it at
+    /// launch.
+    pub host_time: Option<u64>,
 }
 
 impl RunConfig {
@@ -347,6 +351,7 @@ impl RunConfig {
             image,
             timeout: RunConfig::DEFAULT_TIMEOUT,
             guest: Guest::Direct,
+            host_time: None,
         }
     }
 
@@ -376,13 +381,30 @@ impl RunConfig {
                 dom0,
                 image: self.image.clone(),
             })
-        } else if self.cmdline.len() > xen::MAX_CMDLINE {
+        } else if self.kernel_cmdline().len() > xen::MAX_CMDLINE {
             Err(ConfigError::XenCmdline {
                 dom0,
-                len: self.cmdline.len(),
+                len: self.kernel_cmdline().len(),
             })
         } else {
             Ok(())
+        }
+    }
+
+    /// What the kernel gets: the user's command line, then `host-time=` unless the user gave
+    /// one.
+    pub fn kernel_cmdline(&self) -> String {
+        match self.host_time {
+            Some(secs)
+                if !self
+                    .cmdline
+                    .split_whitespace()
+                    .any(|w| w.starts_with("host-time=")) =>
+            {
+                let separator = if self.cmdline.is_empty() { "" } else { " " };
+                format!("{}{separator}host-time={secs}", self.cmdline)
+            }
+            _ => self.cmdline.clone(),
         }
     }
 
@@ -433,12 +455,12 @@ impl RunConfig {
                 .arg("-kernel")
                 .arg(&self.image)
                 .arg("-append")
-                .arg(&self.cmdline),
+                .arg(self.kernel_cmdline()),
             Guest::Xen { xen, dom0 } => command
                 .arg("-kernel")
                 .arg(xen)
                 .arg("-initrd")
-                .arg(xen::dom0_module(&self.image, &self.cmdline))
+                .arg(xen::dom0_module(&self.image, &self.kernel_cmdline()))
                 .arg("-append")
                 .arg(dom0.options()),
         };
@@ -454,12 +476,16 @@ impl RunConfig {
     /// Boots, handing each output line to `sink` as it arrives, and kills QEMU at the
     /// timeout, or shortly after a line that says the machine will not stop by itself.
     pub fn run(&self, sink: &mut dyn FnMut(Stream, &str)) -> Result<Outcome, RunError> {
-        self.check().map_err(RunError::Config)?;
+        let launch = RunConfig {
+            host_time: self.host_time.or_else(host::unix_time),
+            ..self.clone()
+        };
+        launch.check().map_err(RunError::Config)?;
         let ends_run = |line: &str| match self.guest {
             Guest::Direct => false,
             Guest::Xen { .. } => xen::console::terminal(line).is_some(),
         };
-        run_with_timeout(self.command(), self.timeout, &ends_run, sink)
+        run_with_timeout(launch.command(), self.timeout, &ends_run, sink)
     }
 
     /// The verdict on a run of this configuration.
@@ -940,6 +966,26 @@ mod tests {
         }
         let a = args(&config(Accel::Kvm, Machine::Microvm).command());
         assert!(!a.iter().any(|x| x == "-bios"));
+    }
+
+    #[test]
+    fn host_time_follows_the_user_command_line_unless_given() {
+        let mut c = config(Accel::Tcg, Machine::Microvm);
+        c.host_time = Some(1_795_264_496);
+        assert_eq!(c.kernel_cmdline(), "host-time=1795264496");
+        c.cmdline = "log=debug".into();
+        assert_eq!(c.kernel_cmdline(), "log=debug host-time=1795264496");
+        let a = args(&c.command());
+        assert_eq!(
+            value_of(&a, "-append").as_deref(),
+            Some("log=debug host-time=1795264496")
+        );
+        c.cmdline = "host-time=5".into();
+        assert_eq!(c.kernel_cmdline(), "host-time=5");
+        let mut x = xen_config(xen::Dom0::Pv);
+        x.host_time = Some(7);
+        x.cmdline = "x".repeat(xen::MAX_CMDLINE - 5);
+        assert!(x.check().is_err(), "host-time counts towards Xen's limit");
     }
 
     #[test]

@@ -386,15 +386,25 @@ impl VcpuTimeInfoRef {
 
     /// One consistent snapshot (see [`read_versioned`]).
     pub fn read(&self) -> Result<VcpuTimeInfo, SeqlockTimeout> {
-        let ptr = self.ptr.as_ptr();
         read_time_info(
-            // SAFETY: `ptr` is valid and aligned (constructor contract); volatile because
-            // the hypervisor writes the record behind the compiler's back.
-            || unsafe { (&raw const (*ptr).version).read_volatile() },
-            // SAFETY: as above.
-            || unsafe { ptr.read_volatile() },
+            || self.read_version(),
+            || self.read_record(),
             SEQLOCK_MAX_ATTEMPTS,
         )
+    }
+
+    /// The version field alone, for a seqlock reader of its own.
+    pub fn read_version(&self) -> u32 {
+        // SAFETY: `ptr` is valid and aligned (constructor contract); volatile because the
+        // hypervisor writes the record behind the compiler's back.
+        unsafe { (&raw const (*self.ptr.as_ptr()).version).read_volatile() }
+    }
+
+    /// The whole record, possibly torn by a concurrent update: only meaningful between two
+    /// equal, even [`Self::read_version`]s.
+    pub fn read_record(&self) -> VcpuTimeInfo {
+        // SAFETY: as in `read_version`.
+        unsafe { self.ptr.as_ptr().read_volatile() }
     }
 }
 

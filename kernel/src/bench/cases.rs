@@ -15,6 +15,7 @@ use janus_hypercall::kvm::hypercall::KvmHypercalls;
 
 use crate::platform::xen::Xen;
 use crate::println;
+use crate::time::boot::TimeInfo;
 use crate::time::tsc::Frequency;
 
 /// How many times an operation runs: warm-up runs, then measured ones.
@@ -101,8 +102,9 @@ pub fn report_with(
 
 /// Runs every benchmark that applies here. `tsc` converts cycles to ns; without it results
 /// stay in cycles.
-pub fn run_all(tsc: Option<Frequency>, xen: Option<&Xen>, kvm: Option<&KvmHypercalls>) {
-    report("rdtsc", measure(|| {}), tsc);
+pub fn run_all(time: &TimeInfo, xen: Option<&Xen>, kvm: Option<&KvmHypercalls>) {
+    let tsc = time.tsc;
+    super::clock::run_all(tsc, time);
 
     report(
         "cpuid",

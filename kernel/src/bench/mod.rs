@@ -4,6 +4,8 @@ pub mod stats;
 #[cfg(target_os = "none")]
 mod cases;
 #[cfg(target_os = "none")]
+mod clock;
+#[cfg(target_os = "none")]
 pub use cases::run_all;
 #[cfg(target_os = "none")]
 mod paging;

@@ -94,6 +94,16 @@ pub enum Paging {
     XenPv,
 }
 
+/// Which clock to use, when the command line forces one; each is used only if it exists here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockChoice {
+    Kvmclock,
+    XenPvclock,
+    Tsc,
+    Hpet,
+    PmTimer,
+}
+
 /// The options the kernel understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -108,6 +118,11 @@ pub struct Options {
     /// `mmu-batch=on|off`: whether the Xen PV MMU queues page-table updates and sends them
     /// in batches (default), or makes one hypercall per update, for comparison.
     pub mmu_batch: bool,
+    /// `clock=kvmclock|xen-pvclock|tsc|hpet|pmtimer`; default: the platform's choice.
+    pub clock: Option<ClockChoice>,
+    /// `host-time=<unix seconds>`: the host's wall clock when it launched the machine, which
+    /// the wall-clock self-test compares with; xtask passes it.
+    pub host_time: Option<u64>,
 }
 
 impl Default for Options {
@@ -118,6 +133,8 @@ impl Default for Options {
             seed: None,
             paging: None,
             mmu_batch: true,
+            clock: None,
+            host_time: None,
         }
     }
 }
@@ -167,6 +184,8 @@ const SELFTESTS: &str = "fault|stack-overflow|panic";
 const SEED: &str = "a decimal or 0x-prefixed hexadecimal u64";
 const PAGING: &str = "direct|xen-pv-mmu";
 const ON_OFF: &str = "on|off";
+const CLOCKS: &str = "kvmclock|xen-pvclock|tsc|hpet|pmtimer";
+const HOST_TIME: &str = "seconds since the Unix epoch";
 
 /// Parses `cmdline` into [`Options`], calling `warn` for each word it ignores. When a key
 /// appears twice, the last valid value wins, as on Linux.
@@ -183,6 +202,8 @@ pub fn parse(cmdline: &str, mut warn: impl FnMut(Warning<'_>)) -> Options {
             "seed" => SEED,
             "paging" => PAGING,
             "mmu-batch" => ON_OFF,
+            "clock" => CLOCKS,
+            "host-time" => HOST_TIME,
             _ => {
                 warn(Warning::UnknownOption { key });
                 continue;
@@ -197,6 +218,8 @@ pub fn parse(cmdline: &str, mut warn: impl FnMut(Warning<'_>)) -> Options {
             "selftest" => parse_selftest(value).map(|test| options.selftest = Some(test)),
             "paging" => parse_paging(value).map(|paging| options.paging = Some(paging)),
             "mmu-batch" => parse_on_off(value).map(|on| options.mmu_batch = on),
+            "clock" => parse_clock(value).map(|clock| options.clock = Some(clock)),
+            "host-time" => parse_u64(value).map(|secs| options.host_time = Some(secs)),
             _ => parse_u64(value).map(|seed| options.seed = Some(seed)),
         };
         if accepted.is_none() {
@@ -228,6 +251,17 @@ fn parse_paging(value: &str) -> Option<Paging> {
     match value {
         "direct" => Some(Paging::Direct),
         "xen-pv-mmu" => Some(Paging::XenPv),
+        _ => None,
+    }
+}
+
+fn parse_clock(value: &str) -> Option<ClockChoice> {
+    match value {
+        "kvmclock" => Some(ClockChoice::Kvmclock),
+        "xen-pvclock" => Some(ClockChoice::XenPvclock),
+        "tsc" => Some(ClockChoice::Tsc),
+        "hpet" => Some(ClockChoice::Hpet),
+        "pmtimer" => Some(ClockChoice::PmTimer),
         _ => None,
     }
 }
@@ -351,7 +385,8 @@ mod tests {
     #[test]
     fn known_options_are_parsed() {
         let (options, warnings) = parse_collecting(
-            "log=debug\tselftest=stack-overflow  seed=0x2A paging=xen-pv-mmu mmu-batch=off",
+            "log=debug\tselftest=stack-overflow  seed=0x2A paging=xen-pv-mmu mmu-batch=off \
+             clock=hpet host-time=1795264496",
         );
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
@@ -362,7 +397,26 @@ mod tests {
                 seed: Some(42),
                 paging: Some(Paging::XenPv),
                 mmu_batch: false,
+                clock: Some(ClockChoice::Hpet),
+                host_time: Some(1_795_264_496),
             }
+        );
+        for (name, clock) in [
+            ("kvmclock", ClockChoice::Kvmclock),
+            ("xen-pvclock", ClockChoice::XenPvclock),
+            ("tsc", ClockChoice::Tsc),
+            ("pmtimer", ClockChoice::PmTimer),
+        ] {
+            let line = alloc::format!("clock={name}");
+            assert_eq!(parse_collecting(&line).0.clock, Some(clock));
+        }
+        assert_eq!(
+            parse_collecting("clock=jiffies host-time=-1").1,
+            [
+                "bad value 'jiffies' for 'clock' (expected kvmclock|xen-pvclock|tsc|hpet|pmtimer) \
+                 ignored",
+                "bad value '-1' for 'host-time' (expected seconds since the Unix epoch) ignored",
+            ]
         );
         assert_eq!(
             parse_collecting("paging=direct").0.paging,

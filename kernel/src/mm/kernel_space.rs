@@ -108,6 +108,43 @@ impl From<MapperError> for InitError {
     }
 }
 
+/// Maps one page of device registers at `page` (a slot reserved in [`layout`]), uncached,
+/// writable and not executable, and returns its virtual address.
+pub fn map_mmio(page: u64, paddr: PhysAddr) -> Result<VirtAddr, MapperError> {
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(page));
+    let frame = PhysFrame::containing_address(paddr);
+    let flags = Flags::WRITABLE | Flags::NO_EXECUTE | Flags::NO_CACHE | Flags::WRITE_THROUGH;
+    with(|space| space.mapper.map(page, frame, flags, &mut space.frames))?;
+    Ok(page.start_address() + (paddr.as_u64() & 0xfff))
+}
+
+/// Copies physical memory that the identity map may not cover (firmware tables in reserved
+/// RAM or the BIOS area) into `buf`, one page at a time through a read-only window.
+pub fn read_physical(paddr: PhysAddr, buf: &mut [u8]) -> Result<(), MapperError> {
+    let window = Page::<Size4KiB>::containing_address(VirtAddr::new(layout::FIRMWARE_WINDOW));
+    let mut done = 0;
+    while done < buf.len() {
+        let addr = paddr + done as u64;
+        let offset = (addr.as_u64() & 0xfff) as usize;
+        let len = (4096 - offset).min(buf.len() - done);
+        with(|space| {
+            space.mapper.map(
+                window,
+                PhysFrame::containing_address(addr),
+                Flags::NO_EXECUTE,
+                &mut space.frames,
+            )?;
+            let source: *const u8 = (window.start_address() + offset as u64).as_ptr();
+            // SAFETY: the window maps the page just now, readable, and `len` stays inside
+            // it; reading memory has no side effects.
+            unsafe { core::ptr::copy_nonoverlapping(source, buf[done..].as_mut_ptr(), len) };
+            space.mapper.unmap(window).map(|_| ())
+        })?;
+        done += len;
+    }
+    Ok(())
+}
+
 /// The boot stub identity-maps only the first 4 GiB: until the kernel's own tables are live,
 /// every frame it touches must lie there.
 const BOOT_WINDOW_END: u64 = 4 << 30;

@@ -10,6 +10,8 @@
 //! | `BENCH_PAGE`, `BENCH_REGION`, `UNMAPPED_PROBE_PAGE` | benchmark pages |
 //! | `XEN_CONSOLE_PAGE` | a Xen domU's console ring |
 //! | `XEN_SHARED_INFO_PAGE` | Xen's shared info page, under Xen PV (a machine frame) |
+//! | `LOCAL_APIC_PAGE`, `HPET_PAGE`, `IO_APIC_PAGES..` | device registers, uncached |
+//! | `FIRMWARE_WINDOW` | one page of firmware memory at a time, read-only (ACPI tables) |
 //!
 //! Identity is the natural choice for both entries: PVH starts with paging off, and a Xen PV
 //! guest starts with its pseudo-physical memory mapped at `VIRT_BASE` 0.
@@ -36,6 +38,17 @@ pub const XEN_CONSOLE_PAGE: u64 = 0xffff_b000_0040_0000;
 
 /// Xen's shared info page as a PV guest maps it: Xen's frame, not one of the guest's.
 pub const XEN_SHARED_INFO_PAGE: u64 = 0xffff_b000_0060_0000;
+
+/// The local APIC's registers in xAPIC mode.
+pub const LOCAL_APIC_PAGE: u64 = 0xffff_b000_0080_0000;
+/// The HPET's registers.
+pub const HPET_PAGE: u64 = 0xffff_b000_0080_1000;
+/// The IOAPICs' registers, a page each.
+pub const IO_APIC_PAGES: u64 = 0xffff_b000_0081_0000;
+pub const MAX_IO_APICS: usize = 16;
+
+/// Where `kernel_space::read_physical` maps the page it copies from.
+pub const FIRMWARE_WINDOW: u64 = 0xffff_b000_0080_2000;
 
 /// Where the kernel reaches physical memory.
 pub fn phys_to_virt(addr: PhysAddr) -> VirtAddr {

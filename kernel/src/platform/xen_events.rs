@@ -1,7 +1,9 @@
-//! Event channels under Xen PV: the event upcall Xen enters when a port is pending, and the
-//! per-port handlers it runs.
+//! Event channels: the event upcall Xen enters when a port is pending, and the per-port
+//! handlers it runs. Under PV Xen enters the upcall directly (`trap::xen_event_upcall_entry`,
+//! registered by [`init_pv`]); under PVH it raises the HVM callback vector
+//! (`HVM_PARAM_CALLBACK_IRQ`, [`init_pvh`]), an interrupt like any other, gated by `IF`.
 //!
-//! The upcall (`trap::xen_event_upcall_entry`, registered by [`init_pv`]) follows the
+//! The upcall follows the
 //! 2-level scan of xen/include/public/xen.h (`vcpu_info`): clear `evtchn_upcall_pending`
 //! first, take the selector, then clear each ready port's pending bit before running its
 //! handler, so that an event arriving meanwhile sets the bits again and is not lost; repeat
@@ -18,7 +20,6 @@
 //!   A user binds a handler with [`bind`], then unmasks the port with `evtchn_unmask`.
 //!
 //! Only vCPU 0 is served: the kernel runs one vCPU, and Xen binds new ports to vCPU 0.
-//! Under PVH events come as an HVM callback vector instead, which is not set up yet.
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,12 +27,13 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use janus_hypercall::xen::callback::CallbackType;
 use janus_hypercall::xen::error::XenError;
 use janus_hypercall::xen::event_channel::EvtchnPort;
+use janus_hypercall::xen::hvm;
 use janus_hypercall::xen::shared_info::{
     EVTCHN_2L_NR_CHANNELS, SharedInfoRef, VcpuInfoRef, ready_ports,
 };
 use spin::Mutex;
 
-use crate::arch::trap;
+use crate::arch::{interrupt, trap};
 use crate::platform::xen::{self, Xen};
 
 /// What runs when its port is pending: in the upcall, with upcalls masked. It must not
@@ -81,6 +83,8 @@ pub struct EventStats {
 pub enum XenEventsError {
     /// The shared info page is not mapped, so there are no event bits to scan.
     NoSharedInfo,
+    /// Xen refused the HVM callback vector.
+    CallbackVector(XenError),
     /// Xen refused to register a callback.
     Register {
         callback: CallbackType,
@@ -102,6 +106,11 @@ impl fmt::Display for XenEventsError {
             Self::NoSharedInfo => {
                 f.write_str("the shared info page is not mapped: no event channel can be delivered")
             }
+            Self::CallbackVector(e) => write!(
+                f,
+                "HVM_PARAM_CALLBACK_IRQ (vector {:#x}) refused: {e}",
+                interrupt::XEN_CALLBACK
+            ),
             Self::Register { callback, error } => write!(
                 f,
                 "CALLBACKOP_register of the {} callback failed: {error}",
@@ -132,10 +141,8 @@ fn vcpu_info() -> Option<(SharedInfoRef, VcpuInfoRef)> {
     Some((shared, shared.vcpu_info(VCPU)?))
 }
 
-/// Registers the event upcall and the failsafe callback with Xen, after masking upcalls
-/// and every port (see the module documentation). Needs the trap table's Xen-style
-/// returns (`trap::init_xen_pv`) and the shared info page.
-pub fn init_pv(xen: &Xen) -> Result<(), XenEventsError> {
+/// Masks upcalls and every port (see the module documentation).
+fn mask_everything() -> Result<(), XenEventsError> {
     let (shared, vcpu) = vcpu_info().ok_or(XenEventsError::NoSharedInfo)?;
     // Xen's dom0 builder masks upcalls already (`dom0_construct_pv`,
     // xen/arch/x86/pv/dom0_build.c); a domU's builder may not.
@@ -143,6 +150,31 @@ pub fn init_pv(xen: &Xen) -> Result<(), XenEventsError> {
     for port in 0..EVTCHN_2L_NR_CHANNELS {
         shared.set_mask(EvtchnPort(port), true);
     }
+    Ok(())
+}
+
+/// Has Xen raise the callback vector for events (PVH). With the "vector" callback type Xen
+/// injects it while `evtchn_upcall_pending` is set, without the local APIC, so no EOI
+/// follows (`hvm_vcpu_has_pending_irq`, xen/arch/x86/hvm/irq.c). Needs the shared info
+/// page and the IDT.
+pub fn init_pvh(xen: &Xen) -> Result<(), XenEventsError> {
+    mask_everything()?;
+    interrupt::register(interrupt::XEN_CALLBACK, |_| handle_upcall());
+    xen.hypercalls
+        .hvm_set_param(
+            hvm::param::CALLBACK_IRQ,
+            hvm::callback_via_vector(interrupt::XEN_CALLBACK),
+        )
+        .map_err(XenEventsError::CallbackVector)?;
+    REGISTERED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Registers the event upcall and the failsafe callback with Xen, after masking upcalls
+/// and every port (see the module documentation). Needs the trap table's Xen-style
+/// returns (`trap::init_xen_pv`) and the shared info page.
+pub fn init_pv(xen: &Xen) -> Result<(), XenEventsError> {
+    mask_everything()?;
     let callbacks = [
         (CallbackType::Event, trap::xen_event_upcall_entry()),
         (CallbackType::Failsafe, trap::xen_failsafe_entry()),
@@ -161,7 +193,7 @@ pub fn init_pv(xen: &Xen) -> Result<(), XenEventsError> {
     Ok(())
 }
 
-/// Whether [`init_pv`] registered the upcall.
+/// Whether [`init_pv`] or [`init_pvh`] registered the upcall.
 pub fn is_registered() -> bool {
     REGISTERED.load(Ordering::SeqCst)
 }
@@ -263,7 +295,8 @@ fn handler_for(port: EvtchnPort) -> Option<EventHandler> {
         .map(|b| b.handler)
 }
 
-/// The event upcall, from `trap::dispatch` with upcalls masked.
+/// The event upcall, from `trap::dispatch` with upcalls masked (PV) or interrupts disabled
+/// (PVH).
 pub fn handle_upcall() {
     UPCALLS.fetch_add(1, Ordering::SeqCst);
     // Registered only after the page was mapped, so this always succeeds.

@@ -5,6 +5,7 @@ mod heap;
 mod mapper;
 mod protection;
 pub mod provoke;
+mod time;
 mod xen;
 
 use alloc::boxed::Box;
@@ -49,8 +50,14 @@ fn machine_value(text: &str) -> String {
         .collect()
 }
 
-/// Runs the self-tests that apply: the foundation ones everywhere, the Xen ones under Xen.
-pub fn run_all(seed: u64, hypervisor: &Detection, xen: Option<&Xen>) -> Summary {
+/// Runs the self-tests that apply: the foundation and time ones everywhere, the Xen ones
+/// under Xen. `host_time` (from `host-time=`) enables the wall-clock test.
+pub fn run_all(
+    seed: u64,
+    hypervisor: &Detection,
+    xen: Option<&Xen>,
+    host_time: Option<u64>,
+) -> Summary {
     type Test<'a> = (&'static str, Box<dyn Fn() -> Outcome + 'a>);
     let mut tests: Vec<Test<'_>> = alloc::vec![
         ("frame-allocator", Box::new(frame_allocator::run)),
@@ -61,7 +68,19 @@ pub fn run_all(seed: u64, hypervisor: &Detection, xen: Option<&Xen>) -> Summary 
             Box::new(protection::no_writable_executable)
         ),
         ("cpu-protection", Box::new(protection::cpu_protection)),
+        ("clock-monotonic", Box::new(time::monotonic)),
+        ("sleep", Box::new(time::sleep)),
+        ("clock-vs-tsc", Box::new(time::clock_vs_tsc)),
     ];
+    match host_time {
+        Some(host_time) => {
+            tests.push(("wall-clock", Box::new(move || time::wall_clock(host_time))))
+        }
+        None => println!(
+            "janus: no host-time= on the command line, so the wall clock is not checked \
+             (cargo xtask passes it)"
+        ),
+    }
     if let Some(xen) = xen {
         tests.push(("xen-version", Box::new(|| xen::version(xen))));
         tests.push(("xen-console-io", Box::new(|| xen::console_io(xen))));

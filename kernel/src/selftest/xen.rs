@@ -61,8 +61,8 @@ pub fn shared_info(detection: &Detection) -> Outcome {
         first.system_time,
         second.system_time
     );
-    let pvclock_hz = tsc::from_pvclock(second.tsc_to_system_mul, second.tsc_shift)
-        .ok_or("implausible tsc_to_system_mul/tsc_shift")?;
+    let pvclock_hz =
+        janus_drivers::pvclock::tsc_hz(&second).ok_or("implausible tsc_to_system_mul/tsc_shift")?;
     if let Some(leaf) = tsc::from_cpuid(cpuid, detection) {
         ensure!(
             pvclock_hz.abs_diff(leaf.hz) <= leaf.hz / 100,

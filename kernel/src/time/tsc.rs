@@ -15,8 +15,12 @@ use janus_hypercall::xen::cpuid::XenLeaves;
 pub enum Source {
     CpuidCrystal,
     HypervisorLeaf,
-    /// The scale factors of a pvclock record (Xen `vcpu_time_info`).
+    /// The scale factors of a pvclock record (kvmclock or Xen `vcpu_time_info`).
     Pvclock,
+    /// Measured against the HPET.
+    Hpet,
+    /// Measured against the ACPI PM timer.
+    PmTimer,
     Pit,
 }
 
@@ -26,6 +30,8 @@ impl fmt::Display for Source {
             Self::CpuidCrystal => "cpuid-0x15",
             Self::HypervisorLeaf => "hypervisor-leaf",
             Self::Pvclock => "pvclock",
+            Self::Hpet => "hpet",
+            Self::PmTimer => "pmtimer",
             Self::Pit => "pit",
         })
     }
@@ -52,22 +58,6 @@ impl Frequency {
         let scaled = u128::from(cycles) * per_second / u128::from(self.hz.max(1));
         u64::try_from(scaled).unwrap_or(u64::MAX)
     }
-}
-
-/// The TSC frequency a pvclock record (Xen `vcpu_time_info`, kvmclock) implies. The record
-/// converts `ns = ((tsc_delta << shift) * mul) >> 32` (a negative shift shifts right), so
-/// one tick is `mul * 2^shift / 2^32` ns. `None` for `mul == 0` or an absurd shift.
-pub fn from_pvclock(tsc_to_system_mul: u32, tsc_shift: i8) -> Option<u64> {
-    if tsc_to_system_mul == 0 || !(-32..=32).contains(&tsc_shift) {
-        return None;
-    }
-    let base = (1_000_000_000u128 << 32) / u128::from(tsc_to_system_mul);
-    let hz = if tsc_shift >= 0 {
-        base >> tsc_shift
-    } else {
-        base << -tsc_shift
-    };
-    u64::try_from(hz).ok()
 }
 
 /// PIT ticks to measure over: 20 ms.
@@ -106,6 +96,46 @@ pub fn from_cpuid(
         hz: u64::from(khz) * 1000,
         source: Source::HypervisorLeaf,
     })
+}
+
+/// How long the TSC is measured against a nanosecond reference (HPET, PM timer): 20 ms,
+/// like the PIT window.
+pub const REFERENCE_WINDOW_NS: u64 = 20_000_000;
+/// Reference reads before giving up: a reference that stopped must not hang the boot.
+const REFERENCE_MAX_READS: u64 = 10_000_000;
+
+/// Measures the TSC against a clock that counts nanoseconds (`reference`) over
+/// [`REFERENCE_WINDOW_NS`]; `None` if the reference does not get there within a bounded
+/// number of reads, or the TSC did not move.
+pub fn from_reference(
+    mut reference: impl FnMut() -> u64,
+    mut read_tsc: impl FnMut() -> u64,
+    source: Source,
+) -> Option<Frequency> {
+    // A reference read bracketed by two TSC reads, the TSC taken at their midpoint. The
+    // first pair is thrown away: under TCG, translating the code of a first call can take
+    // longer than the whole window's error budget.
+    let mut sample = || {
+        let before = read_tsc();
+        let ns = reference();
+        let after = read_tsc();
+        (ns, before + after.wrapping_sub(before) / 2)
+    };
+    sample();
+    let (start_ns, start_tsc) = sample();
+    for _ in 0..REFERENCE_MAX_READS {
+        let (ns, tsc) = sample();
+        let elapsed_ns = ns.wrapping_sub(start_ns);
+        if elapsed_ns >= REFERENCE_WINDOW_NS {
+            let cycles = tsc.wrapping_sub(start_tsc);
+            let hz = u128::from(cycles) * 1_000_000_000 / u128::from(elapsed_ns);
+            return u64::try_from(hz)
+                .ok()
+                .filter(|&hz| hz > 0)
+                .map(|hz| Frequency { hz, source });
+        }
+    }
+    None
 }
 
 /// Measures the TSC against the PIT.
@@ -218,16 +248,40 @@ mod tests {
     }
 
     #[test]
-    fn pvclock_scale_gives_tsc_frequency() {
-        // 2.5 GHz: 0.4 ns per tick = 0.8 * 2^-1 -> mul = 0.8 * 2^32, shift = -1.
-        let mul = (0.8f64 * 4_294_967_296.0) as u32;
-        let hz = from_pvclock(mul, -1).unwrap();
-        assert!(hz.abs_diff(2_500_000_000) < 10, "{hz}");
-        // 1 GHz: 1 ns per tick = 0.5 * 2^1.
-        let hz = from_pvclock(1 << 31, 1).unwrap();
-        assert_eq!(hz, 1_000_000_000);
-        assert_eq!(from_pvclock(0, 0), None);
-        assert_eq!(from_pvclock(1, 100), None);
+    fn reference_measurement_scales_cycles_by_elapsed_ns() {
+        // A 3 GHz TSC against a reference that advances 1 ms per read.
+        let now_ns = core::cell::Cell::new(0u64);
+        let f = from_reference(
+            || {
+                now_ns.set(now_ns.get() + 1_000_000);
+                now_ns.get()
+            },
+            || now_ns.get() * 3,
+            Source::Hpet,
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            Frequency {
+                hz: 3_000_000_000,
+                source: Source::Hpet
+            }
+        );
+    }
+
+    #[test]
+    fn a_stopped_reference_or_tsc_gives_nothing() {
+        assert_eq!(from_reference(|| 5, || 0, Source::PmTimer), None);
+        let mut ns = 0;
+        let stopped_tsc = from_reference(
+            || {
+                ns += REFERENCE_WINDOW_NS;
+                ns
+            },
+            || 42,
+            Source::Hpet,
+        );
+        assert_eq!(stopped_tsc, None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod extable;
 mod gdt;
 mod idt;
+pub mod interrupt;
 pub mod paging;
 pub mod stack;
 pub mod trap;

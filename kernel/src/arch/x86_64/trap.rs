@@ -24,7 +24,7 @@ use x86_64::VirtAddr;
 use x86_64::registers::control::Cr2;
 use x86_64::registers::segmentation::{CS, Segment};
 
-use super::{backtrace, extable, gdt, idt, stack};
+use super::{backtrace, extable, gdt, idt, interrupt, stack};
 use crate::emergency_println;
 use crate::platform::exit::{ExitCode, exit};
 
@@ -155,6 +155,48 @@ entry_stubs! {
     reserved_31: 31;
 }
 
+/// Entry stubs for the interrupt vectors of [`interrupt::VECTORS`], in that order. Only a
+/// kernel with an IDT gets interrupts: Xen PV delivers events by upcall.
+macro_rules! interrupt_stubs {
+    ($($name:ident: $vector:expr;)*) => {
+        $(
+            #[unsafe(naked)]
+            unsafe extern "C" fn $name() {
+                core::arch::naked_asm!(
+                    "push 0",
+                    "push {vector}",
+                    "jmp {common}",
+                    vector = const $vector,
+                    common = sym trap_common,
+                )
+            }
+        )*
+        const INTERRUPT_STUBS: [unsafe extern "C" fn(); interrupt::VECTORS.len()] = [$($name),*];
+    };
+}
+
+interrupt_stubs! {
+    pic_0: interrupt::VECTORS[0];
+    pic_1: interrupt::VECTORS[1];
+    pic_2: interrupt::VECTORS[2];
+    pic_3: interrupt::VECTORS[3];
+    pic_4: interrupt::VECTORS[4];
+    pic_5: interrupt::VECTORS[5];
+    pic_6: interrupt::VECTORS[6];
+    pic_7: interrupt::VECTORS[7];
+    pic_8: interrupt::VECTORS[8];
+    pic_9: interrupt::VECTORS[9];
+    pic_10: interrupt::VECTORS[10];
+    pic_11: interrupt::VECTORS[11];
+    pic_12: interrupt::VECTORS[12];
+    pic_13: interrupt::VECTORS[13];
+    pic_14: interrupt::VECTORS[14];
+    pic_15: interrupt::VECTORS[15];
+    apic_timer: interrupt::VECTORS[16];
+    xen_callback: interrupt::VECTORS[17];
+    apic_spurious: interrupt::VECTORS[18];
+}
+
 const EXCEPTION_NAMES: [&str; 32] = [
     "divide-error",
     "debug",
@@ -279,17 +321,20 @@ fn ist_for(vector: usize) -> u16 {
     }
 }
 
-/// Loads the GDT/TSS and an IDT routing all 32 exception vectors to their stubs.
+/// Loads the GDT/TSS and an IDT routing the 32 exception vectors and the interrupt vectors
+/// to their stubs.
 pub fn init() {
     gdt::init();
     let code = CS::get_reg().0;
-    idt::load(
-        code,
-        ENTRY_STUBS
-            .iter()
-            .enumerate()
-            .map(|(vector, stub)| (vector as u8, *stub as usize as u64, ist_for(vector))),
-    );
+    let exceptions = ENTRY_STUBS
+        .iter()
+        .enumerate()
+        .map(|(vector, stub)| (vector as u8, *stub as usize as u64, ist_for(vector)));
+    let interrupts = interrupt::VECTORS
+        .iter()
+        .zip(INTERRUPT_STUBS)
+        .map(|(&vector, stub)| (vector, stub as usize as u64, 0));
+    idt::load(code, exceptions.chain(interrupts));
 }
 
 /// Vectors a PV kernel does not handle: Xen keeps NMI and machine checks (they come as
@@ -319,6 +364,10 @@ pub fn init_xen_pv(xen: &HypercallPage) -> Result<(), TrapTableError> {
 extern "C" fn dispatch(frame: &mut TrapFrame) {
     if frame.vector == XEN_EVENT_UPCALL {
         crate::platform::xen_events::handle_upcall();
+        return;
+    }
+    if let Ok(vector @ 32..) = u8::try_from(frame.vector) {
+        interrupt::handle(vector);
         return;
     }
     if frame.vector == PAGE_FAULT

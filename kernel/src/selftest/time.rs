@@ -1,0 +1,135 @@
+//! The clock and the timer, in every environment: the chosen clock never goes back, sleep
+//! halts for as long as asked, the clock agrees with the TSC, and the wall clock agrees with
+//! the host.
+
+use super::{Outcome, ensure};
+use crate::arch::cpu::rdtsc_ordered;
+use crate::time::selection::{Kind, drift_ppb, ticks_to_ns};
+use crate::time::{boot, clock, timer};
+
+/// Reads the monotonic test makes, unless [`MONOTONIC_BUDGET_NS`] runs out first: under Xen
+/// PVH on TCG every read costs an emulated `rdtsc` (about 90 us), and a million of them
+/// would take minutes.
+const MONOTONIC_READS: u64 = 1_000_000;
+const MONOTONIC_BUDGET_NS: u64 = 1_000_000_000;
+
+pub fn monotonic() -> Outcome {
+    let start = clock::now();
+    let mut last = start;
+    let mut reads = 0;
+    let mut largest_step = 0;
+    while reads < MONOTONIC_READS && last - start < MONOTONIC_BUDGET_NS {
+        let now = clock::now();
+        ensure!(
+            now >= last,
+            "{} went back from {last} to {now} ns after {reads} reads",
+            clock::chosen()
+        );
+        largest_step = largest_step.max(now - last);
+        last = now;
+        reads += 1;
+    }
+    Ok(Some(alloc::format!(
+        "clock={} reads={reads} largest_step_ns={largest_step}",
+        clock::chosen()
+    )))
+}
+
+const SLEEP_NS: u64 = 10_000_000;
+const SLEEP_LIMIT_NS: u64 = 30_000_000;
+
+pub fn sleep() -> Outcome {
+    let fires = timer::fires();
+    let start = clock::now();
+    timer::sleep_ns(SLEEP_NS);
+    let slept = clock::now() - start;
+    ensure!(slept >= SLEEP_NS, "sleep(10 ms) returned after {slept} ns");
+    ensure!(
+        slept < SLEEP_LIMIT_NS,
+        "sleep(10 ms) returned after {slept} ns, 30 ms or more"
+    );
+    ensure!(
+        timer::fires() > fires,
+        "sleep(10 ms) took {slept} ns without a timer interrupt: timer={} (see the warning at \
+         boot), so it polled instead of halting",
+        timer::name()
+    );
+    Ok(Some(alloc::format!(
+        "slept_ns={slept} timer={}",
+        timer::name()
+    )))
+}
+
+const AGREEMENT_NS: u64 = 200_000_000;
+/// 100 ppm.
+const AGREEMENT_PPB: i64 = 100_000;
+/// Without an invariant TSC a hypervisor may steer its clock away from the TSC's rate:
+/// Xen does, every second, towards its platform timer. Under Xen on TCG that timer follows
+/// the host's slewed monotonic clock and the TSC the host's TSC, and they were seen up to
+/// 400 ppm apart over 200 ms. Such a clock is held to 1000 ppm, and says so.
+const STEERED_AGREEMENT_PPB: i64 = 1_000_000;
+
+pub fn clock_vs_tsc() -> Outcome {
+    let tsc = clock::sources()
+        .tsc
+        .ok_or("the TSC frequency is unknown (see the warning at boot)")?;
+    clock_and_tsc();
+    let (clock_start, tsc_start) = clock_and_tsc();
+    timer::sleep_ns(AGREEMENT_NS);
+    let (clock_end, tsc_end) = clock_and_tsc();
+    let clock_ns = clock_end - clock_start;
+    let tsc_ns = ticks_to_ns(tsc_end - tsc_start, tsc.hz);
+    let ppb = drift_ppb(tsc_ns, clock_ns).ok_or("the clock did not advance over 200 ms")?;
+    let steered = clock::chosen() != Kind::Tsc && !boot::invariant_tsc();
+    let tolerance = if steered {
+        STEERED_AGREEMENT_PPB
+    } else {
+        AGREEMENT_PPB
+    };
+    ensure!(
+        ppb.abs() <= tolerance,
+        "over {clock_ns} ns of {} the TSC ({} Hz from {}) counted {tsc_ns} ns: {ppb} ppb apart, \
+         more than {tolerance} ppb",
+        clock::chosen(),
+        tsc.hz,
+        tsc.source
+    );
+    Ok(Some(alloc::format!(
+        "clock={} tsc_source={} ppb={ppb} tolerance_ppb={tolerance}{}",
+        clock::chosen(),
+        tsc.source,
+        if steered { " tsc_invariant=no" } else { "" }
+    )))
+}
+
+/// The clock and the TSC, read back to back by one piece of code that is called once
+/// before it is used: under TCG, translating code run for the first time between the two
+/// reads would show as a disagreement of tens of microseconds.
+#[inline(never)]
+fn clock_and_tsc() -> (u64, u64) {
+    (clock::now(), rdtsc_ordered())
+}
+
+/// How far the wall clock may be from the host's, in seconds.
+const WALL_TOLERANCE_S: i64 = 5;
+
+/// `host_time` is the host's wall clock when it launched the machine; the TSC, which counts
+/// from reset, says how long ago that was (up to the few seconds Xen takes to start a dom0,
+/// well inside the tolerance).
+pub fn wall_clock(host_time: u64) -> Outcome {
+    let wall_ns = clock::wall_ns().ok_or("no wall clock source (see the warning at boot)")?;
+    let since_reset_s = clock::sources()
+        .tsc
+        .map_or(0, |f| rdtsc_ordered() / f.hz.max(1));
+    let wall_s = (wall_ns / 1_000_000_000) as i64;
+    let expected_s = (host_time + since_reset_s) as i64;
+    let offset = wall_s - expected_s;
+    ensure!(
+        offset.abs() <= WALL_TOLERANCE_S,
+        "wall clock says {wall_s} s since the epoch, the host said {host_time} s, \
+         {since_reset_s} s ago: {offset} s apart"
+    );
+    Ok(Some(alloc::format!(
+        "wall_s={wall_s} host_time={host_time} since_reset_s={since_reset_s} offset_s={offset}"
+    )))
+}
