@@ -15,6 +15,7 @@ use janus_hypercall::xen::hvm_start_info::{
 
 use crate::boot::cmdline::{self, CmdlineError, MAX_CMDLINE_LEN};
 use crate::mm::memory_map::{MAX_REGIONS, MemoryMap, MemoryMapError, PHYS_ADDR_LIMIT, RegionKind};
+use crate::platform::acpi::{self, AcpiError};
 
 /// Most modules accepted. Janus uses none today; a few leave room for an initrd or test data.
 pub const MAX_MODULES: usize = 16;
@@ -436,58 +437,31 @@ fn check_module(
     }
 }
 
-const RSDP_SIGNATURE: &[u8; 8] = b"RSD PTR ";
-/// ACPI 1.0 RSDP: signature, checksum, OEM id, revision, RSDT address.
-const RSDP_V1_LEN: usize = 20;
-/// ACPI 2.0+ RSDP adds length, XSDT address, extended checksum and 3 reserved bytes.
-const RSDP_V2_LEN: usize = 36;
-/// Bound on the extended length: the structure is 36 bytes today; a page leaves room for
-/// growth while refusing absurd lengths.
-const RSDP_MAX_LEN: u32 = 4096;
-
-/// Validates the RSDP at `paddr` and returns its length.
+/// Validates the RSDP at `paddr` (the rules of [`acpi::read_rsdp`]) and returns its length.
 fn check_rsdp(mem: &impl PhysRead, paddr: u64) -> Result<u64, BootInfoError> {
-    let bad = |why| BootInfoError::BadRsdp { paddr, why };
-    // The 20-byte prefix first: an ACPI 1.0 RSDP may end right before unreadable memory.
-    let mut head = [0u8; RSDP_V2_LEN];
-    read(mem, "RSDP", paddr, &mut head[..RSDP_V1_LEN])?;
-    if &head[..8] != RSDP_SIGNATURE {
-        return Err(bad("it lacks the \"RSD PTR \" signature"));
-    }
-    if checksum(&head[..RSDP_V1_LEN]) != 0 {
-        return Err(bad("the checksum of its first 20 bytes is not 0"));
-    }
-    let revision = head[15];
-    if revision < 2 {
-        return Ok(RSDP_V1_LEN as u64);
-    }
-    read(mem, "RSDP", paddr, &mut head)?;
-    let length = u32::from_le_bytes([head[20], head[21], head[22], head[23]]);
-    if !(RSDP_V2_LEN as u32..=RSDP_MAX_LEN).contains(&length) {
-        return Err(bad("its length field is outside 36..=4096"));
-    }
-    let mut sum = 0u8;
-    let mut chunk = [0u8; 64];
-    let mut done = 0u64;
-    while done < u64::from(length) {
-        let n = (u64::from(length) - done).min(chunk.len() as u64) as usize;
-        read(mem, "RSDP", paddr + done, &mut chunk[..n])?;
-        sum = sum.wrapping_add(checksum(&chunk[..n]));
-        done += n as u64;
-    }
-    if sum != 0 {
-        return Err(bad("its extended checksum is not 0"));
-    }
-    Ok(u64::from(length))
-}
-
-fn checksum(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0u8, |sum, &b| sum.wrapping_add(b))
+    acpi::read_rsdp(mem, paddr)
+        .map(|rsdp| rsdp.len)
+        .map_err(|e| match e {
+            AcpiError::BadRsdp { why, .. } => BootInfoError::BadRsdp { paddr, why },
+            AcpiError::Unreadable { paddr, len, .. } => BootInfoError::Unreadable {
+                what: "RSDP",
+                paddr,
+                len,
+            },
+            _ => BootInfoError::BadRsdp {
+                paddr,
+                why: "it cannot be read",
+            },
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn checksum(bytes: &[u8]) -> u8 {
+        bytes.iter().fold(0u8, |sum, &b| sum.wrapping_add(b))
+    }
     use crate::rng::XorShift64 as Rng;
     use alloc::collections::BTreeMap;
     use alloc::string::ToString;

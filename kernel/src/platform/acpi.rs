@@ -199,14 +199,16 @@ const RSDP_XSDT_REVISION: u8 = 2;
 const RSDP_MAX_LEN: u32 = 4096;
 
 /// The root tables an RSDP points at (0 / `None` when absent).
-struct Rsdp {
+pub(crate) struct Rsdp {
+    /// The structure's length: 20 bytes before revision 2, its length field after.
+    pub(crate) len: u64,
     rsdt: u32,
     xsdt: Option<u64>,
 }
 
 /// Validates the RSDP at `paddr`: signature, checksum of the first 20 bytes, and for
 /// revision 2 and later the length and the extended checksum over all of it.
-fn read_rsdp(mem: &impl PhysRead, paddr: u64) -> Result<Rsdp, AcpiError> {
+pub(crate) fn read_rsdp(mem: &impl PhysRead, paddr: u64) -> Result<Rsdp, AcpiError> {
     let bad = |why| AcpiError::BadRsdp { paddr, why };
     // The 20-byte prefix alone first: an ACPI 1.0 RSDP may end right before unreadable memory.
     let mut head = [0u8; RSDP_V2_LEN];
@@ -219,7 +221,11 @@ fn read_rsdp(mem: &impl PhysRead, paddr: u64) -> Result<Rsdp, AcpiError> {
     }
     let rsdt = u32_at(&head, RSDP_RSDT_ADDRESS);
     if head[RSDP_REVISION] < RSDP_XSDT_REVISION {
-        return Ok(Rsdp { rsdt, xsdt: None });
+        return Ok(Rsdp {
+            len: RSDP_V1_LEN as u64,
+            rsdt,
+            xsdt: None,
+        });
     }
     read(mem, "RSDP", paddr, &mut head)?;
     let length = u32_at(&head, RSDP_LENGTH);
@@ -241,6 +247,7 @@ fn read_rsdp(mem: &impl PhysRead, paddr: u64) -> Result<Rsdp, AcpiError> {
     }
     let xsdt = u64_at(&head, RSDP_XSDT_ADDRESS);
     Ok(Rsdp {
+        len: u64::from(length),
         rsdt,
         xsdt: (xsdt != 0).then_some(xsdt),
     })
