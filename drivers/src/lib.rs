@@ -3,11 +3,16 @@
 
 pub mod acpi_pm_timer;
 pub mod apic;
+pub mod ata_pio;
+pub mod disk_pattern;
 pub mod hpet;
 pub mod ioapic;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod pvclock;
 pub mod rtc;
 pub mod uart16550;
+pub mod virtio_blk;
+pub mod virtio_mmio;
 pub mod wrapping_counter;

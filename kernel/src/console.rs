@@ -4,7 +4,7 @@
 //! port 0xe9 (Xen's and QEMU's debug port) where that hypercall is refused.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use janus_drivers::uart16550::{COM1, Uart16550};
 use log::{LevelFilter, Log, Metadata, Record};
@@ -123,10 +123,33 @@ pub fn init(sink: Sink) {
 /// Serializes whole `print!` calls so lines do not interleave.
 static PRINT_LOCK: Mutex<()> = Mutex::new(());
 
+/// A second console that gets a copy of everything printed (`fn(&str) -> bool` as an
+/// integer, 0 for none): virtio-console once it is found.
+static MIRROR: AtomicUsize = AtomicUsize::new(0);
+
+/// Copies everything printed from now on to `mirror` as well.
+pub fn set_mirror(mirror: fn(&str) -> bool) {
+    MIRROR.store(mirror as usize, Ordering::SeqCst);
+}
+
+struct MirrorWriter(fn(&str) -> bool);
+
+impl Write for MirrorWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if (self.0)(s) { Ok(()) } else { Err(fmt::Error) }
+    }
+}
+
 pub fn print(args: fmt::Arguments<'_>) {
     let _guard = PRINT_LOCK.lock();
     // The console is the only output; a write error has nowhere to be reported.
     let _ = SinkWriter.write_fmt(args);
+    let mirror = MIRROR.load(Ordering::SeqCst);
+    if mirror != 0 {
+        // SAFETY: only `set_mirror` stores nonzero values, and they are `fn(&str) -> bool`.
+        let mirror = unsafe { core::mem::transmute::<usize, fn(&str) -> bool>(mirror) };
+        let _ = MirrorWriter(mirror).write_fmt(args);
+    }
 }
 
 /// Writes without taking the console lock: for fault and panic reports, which may interrupt

@@ -298,10 +298,21 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
         (None, None) => alloc::string::String::new(),
     };
     let yes_no = |b| if b { "yes" } else { "no" };
+    let io = if xen.is_some() {
+        println!("devices: not probed under Xen: Janus has no drivers for Xen's split devices");
+        None
+    } else {
+        Some(crate::devices::probe(
+            boot,
+            acpi.as_ref(),
+            options.io_completion,
+            options.seed.unwrap_or_else(cpu::rdtsc_ordered),
+        ))
+    };
     println!(
         "@janus env hypervisor={} boot={} paging={} clock={} console={} cpus=1 mem_mib={} \
          tsc_khz={tsc_khz} tsc_source={} tsc_invariant={} timer={} nx=on smep={} smap={} \
-         umip={}{hypervisor_keys}",
+         umip={} pci={} devices={}{hypervisor_keys}",
         hypervisor.hypervisor,
         if pv.is_some() { "xen-pv" } else { "pvh" },
         kernel_space::with(|space| space.mapper.backend().name()),
@@ -314,11 +325,19 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
         onoff(features.smep),
         onoff(features.smap),
         onoff(features.umip),
+        io.as_ref().map_or("none", |io| io.pci),
+        io.as_ref().map_or("none", |io| io.devices.as_str()),
     );
     let ready = cpu::rdtsc_ordered();
 
     let seed = options.seed.unwrap_or(ready);
-    let summary = crate::selftest::run_all(seed, hypervisor, xen, options.host_time);
+    let summary = crate::selftest::run_all(
+        seed,
+        hypervisor,
+        xen,
+        options.host_time,
+        options.net_echo_secs,
+    );
     if let Some(test) = options.selftest {
         if test == cmdline::SelfTest::StackOverflow && pv.is_some() {
             println!(

@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod bench;
 pub mod boot;
 pub mod mm;
+pub mod net;
 pub mod rng;
 pub mod time;
 
@@ -17,6 +18,10 @@ pub mod time;
 pub mod arch;
 #[cfg(target_os = "none")]
 pub mod console;
+#[cfg(target_os = "none")]
+pub mod devices;
+#[cfg(target_os = "none")]
+pub mod entropy;
 #[cfg(target_os = "none")]
 mod kmain;
 pub mod platform;

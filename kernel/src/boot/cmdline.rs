@@ -104,6 +104,15 @@ pub enum ClockChoice {
     PmTimer,
 }
 
+/// How I/O drivers learn that the device finished a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// Halt until the device's interrupt (default).
+    Interrupt,
+    /// Spin on the used ring.
+    Poll,
+}
+
 /// The options the kernel understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -123,6 +132,11 @@ pub struct Options {
     /// `host-time=<unix seconds>`: the host's wall clock when it launched the machine, which
     /// the wall-clock self-test compares with; xtask passes it.
     pub host_time: Option<u64>,
+    /// `io-completion=interrupt|poll`: how drivers wait for their devices.
+    pub io_completion: Completion,
+    /// `net-echo=<seconds>`: serve UDP echo on port 7 until the host sends its end marker,
+    /// for at most this long; xtask passes it when it forwards a host port.
+    pub net_echo_secs: Option<u64>,
 }
 
 impl Default for Options {
@@ -135,6 +149,8 @@ impl Default for Options {
             mmu_batch: true,
             clock: None,
             host_time: None,
+            io_completion: Completion::Interrupt,
+            net_echo_secs: None,
         }
     }
 }
@@ -186,6 +202,11 @@ const PAGING: &str = "direct|xen-pv-mmu";
 const ON_OFF: &str = "on|off";
 const CLOCKS: &str = "kvmclock|xen-pvclock|tsc|hpet|pmtimer";
 const HOST_TIME: &str = "seconds since the Unix epoch";
+const COMPLETIONS: &str = "interrupt|poll";
+const NET_ECHO: &str = "seconds to serve the UDP echo";
+/// Linux's `size@base:irq` device entries; `devices::virtio_mmio` reads them from the raw
+/// command line, since there may be several.
+pub const VIRTIO_MMIO_DEVICE: &str = "virtio_mmio.device";
 
 /// Parses `cmdline` into [`Options`], calling `warn` for each word it ignores. When a key
 /// appears twice, the last valid value wins, as on Linux.
@@ -204,6 +225,9 @@ pub fn parse(cmdline: &str, mut warn: impl FnMut(Warning<'_>)) -> Options {
             "mmu-batch" => ON_OFF,
             "clock" => CLOCKS,
             "host-time" => HOST_TIME,
+            "io-completion" => COMPLETIONS,
+            "net-echo" => NET_ECHO,
+            VIRTIO_MMIO_DEVICE => continue,
             _ => {
                 warn(Warning::UnknownOption { key });
                 continue;
@@ -220,6 +244,8 @@ pub fn parse(cmdline: &str, mut warn: impl FnMut(Warning<'_>)) -> Options {
             "mmu-batch" => parse_on_off(value).map(|on| options.mmu_batch = on),
             "clock" => parse_clock(value).map(|clock| options.clock = Some(clock)),
             "host-time" => parse_u64(value).map(|secs| options.host_time = Some(secs)),
+            "io-completion" => parse_completion(value).map(|c| options.io_completion = c),
+            "net-echo" => parse_u64(value).map(|secs| options.net_echo_secs = Some(secs)),
             _ => parse_u64(value).map(|seed| options.seed = Some(seed)),
         };
         if accepted.is_none() {
@@ -245,6 +271,14 @@ fn parse_level(value: &str) -> Option<LevelFilter> {
     .into_iter()
     .find(|(name, _)| value.eq_ignore_ascii_case(name))
     .map(|(_, level)| level)
+}
+
+fn parse_completion(value: &str) -> Option<Completion> {
+    match value {
+        "interrupt" => Some(Completion::Interrupt),
+        "poll" => Some(Completion::Poll),
+        _ => None,
+    }
 }
 
 fn parse_paging(value: &str) -> Option<Paging> {
@@ -386,7 +420,8 @@ mod tests {
     fn known_options_are_parsed() {
         let (options, warnings) = parse_collecting(
             "log=debug\tselftest=stack-overflow  seed=0x2A paging=xen-pv-mmu mmu-batch=off \
-             clock=hpet host-time=1795264496",
+             clock=hpet host-time=1795264496 io-completion=poll net-echo=30 \
+             virtio_mmio.device=512@0xfeb00e00:12",
         );
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
@@ -399,7 +434,13 @@ mod tests {
                 mmu_batch: false,
                 clock: Some(ClockChoice::Hpet),
                 host_time: Some(1_795_264_496),
+                io_completion: Completion::Poll,
+                net_echo_secs: Some(30),
             }
+        );
+        assert_eq!(
+            parse_collecting("io-completion=busy").1,
+            ["bad value 'busy' for 'io-completion' (expected interrupt|poll) ignored"]
         );
         for (name, clock) in [
             ("kvmclock", ClockChoice::Kvmclock),

@@ -292,6 +292,64 @@ impl<'a> FrameAllocator<'a> {
         Ok(())
     }
 
+    /// Hands out `count` physically consecutive free frames and returns the first: DMA
+    /// buffers a device walks by physical address need that. First fit from the bottom, so
+    /// it costs a scan of the bitmap; only device setup asks.
+    pub fn allocate_contiguous(&mut self, count: u64) -> Option<PhysFrame<Size4KiB>> {
+        if count == 0 {
+            return None;
+        }
+        let mut run_start = 0;
+        let mut run = 0;
+        for number in LOW_MEMORY_END / FRAME_SIZE..self.frames {
+            if self.is_available(number) {
+                if run == 0 {
+                    run_start = number;
+                }
+                run += 1;
+                if run == count {
+                    write_bits(self.allocated, run_start, run_start + count, true);
+                    self.free -= count;
+                    let addr = PhysAddr::try_new(run_start * FRAME_SIZE).ok()?;
+                    return PhysFrame::from_start_address(addr).ok();
+                }
+            } else {
+                run = 0;
+            }
+        }
+        None
+    }
+
+    /// Returns `count` frames from `first` on, as [`Self::allocate_contiguous`] gave them.
+    /// Checks every frame before freeing any, so a wrong range changes nothing.
+    pub fn free_contiguous(
+        &mut self,
+        first: PhysFrame<Size4KiB>,
+        count: u64,
+    ) -> Result<(), FrameAllocatorError> {
+        let frames = || (0..count).map(|i| first + i);
+        if let Some(frame) = frames().find(|f| !self.is_allocated(f.start_address().as_u64())) {
+            return Err(FrameAllocatorError::NotAllocated { frame });
+        }
+        for frame in frames() {
+            self.free(frame)?;
+        }
+        Ok(())
+    }
+
+    fn is_available(&self, number: u64) -> bool {
+        let index = (number / BITS_PER_WORD) as usize;
+        let mask = 1u64 << (number % BITS_PER_WORD);
+        self.managed[index] & !self.allocated[index] & mask != 0
+    }
+
+    fn is_allocated(&self, addr: u64) -> bool {
+        let number = addr / FRAME_SIZE;
+        number < self.frames
+            && self.allocated[(number / BITS_PER_WORD) as usize] & (1 << (number % BITS_PER_WORD))
+                != 0
+    }
+
     /// Frames that [`Self::allocate`] can still hand out.
     pub fn free_frames(&self) -> u64 {
         self.free
@@ -593,6 +651,33 @@ mod tests {
                 .iter()
                 .all(|&a| !reserved.iter().any(|r| overlaps(a, r)))
         );
+    }
+
+    #[test]
+    fn contiguous_runs_skip_holes_and_free_back() {
+        let map = qemu_microvm();
+        let mut storage = vec![0u64; bitmap_words(&map)];
+        // A reserved frame at 1 MiB + 8 KiB splits the bottom of RAM.
+        let reserved = [MIB + 0x2000..MIB + 0x3000];
+        let mut allocator = FrameAllocator::new(&mut storage, &map, &reserved).unwrap();
+        let free = allocator.free_frames();
+        let small = allocator.allocate_contiguous(2).unwrap();
+        assert_eq!(small.start_address().as_u64(), MIB);
+        let big = allocator.allocate_contiguous(4).unwrap();
+        assert_eq!(big.start_address().as_u64(), MIB + 0x3000);
+        assert_eq!(allocator.free_frames(), free - 6);
+        // Freeing a range that runs past what was handed out changes nothing.
+        assert_eq!(
+            allocator.free_contiguous(big, 5),
+            Err(FrameAllocatorError::NotAllocated {
+                frame: frame(MIB + 0x7000)
+            })
+        );
+        allocator.free_contiguous(big, 4).unwrap();
+        allocator.free_contiguous(small, 2).unwrap();
+        assert_eq!(allocator.free_frames(), free);
+        assert_eq!(allocator.allocate_contiguous(0), None);
+        assert_eq!(allocator.allocate_contiguous(1 << 20), None);
     }
 
     #[test]

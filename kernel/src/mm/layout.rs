@@ -12,6 +12,7 @@
 //! | `XEN_SHARED_INFO_PAGE` | Xen's shared info page, under Xen PV (a machine frame) |
 //! | `LOCAL_APIC_PAGE`, `HPET_PAGE`, `IO_APIC_PAGES..` | device registers, uncached |
 //! | `FIRMWARE_WINDOW` | one page of firmware memory at a time, read-only (ACPI tables) |
+//! | `DEVICE_WINDOW..` | device memory: PCI BARs and ECAM, virtio-mmio registers, uncached |
 //!
 //! Identity is the natural choice for both entries: PVH starts with paging off, and a Xen PV
 //! guest starts with its pseudo-physical memory mapped at `VIRT_BASE` 0.
@@ -49,6 +50,11 @@ pub const MAX_IO_APICS: usize = 16;
 
 /// Where `kernel_space::read_physical` maps the page it copies from.
 pub const FIRMWARE_WINDOW: u64 = 0xffff_b000_0080_2000;
+
+/// Device memory mapped by `device_memory::map`, in the order devices are found.
+pub const DEVICE_WINDOW: u64 = 0xffff_c000_0000_0000;
+/// 1 GiB: a PCI segment's whole ECAM (256 MiB) and every BAR QEMU's devices have fit.
+pub const DEVICE_WINDOW_SIZE: u64 = 1 << 30;
 
 /// Where the kernel reaches physical memory.
 pub fn phys_to_virt(addr: PhysAddr) -> VirtAddr {

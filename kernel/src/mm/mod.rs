@@ -6,6 +6,8 @@ pub mod paging;
 #[cfg(target_os = "none")]
 pub mod backend;
 #[cfg(target_os = "none")]
+pub mod device_memory;
+#[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod kernel_space;

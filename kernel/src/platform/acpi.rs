@@ -1,7 +1,8 @@
-//! ACPI: finding the RSDP and reading the three tables that say where the clock and interrupt
-//! hardware is: the FADT (PM timer, RTC century register), the HPET table and the MADT
-//! (I/O APICs, local APIC address). References are to ACPI 6.5 chapter 5.2 and to the IA-PC
-//! HPET specification 1.0a.
+//! ACPI: finding the RSDP and reading the tables that say where the clock, interrupt and
+//! device hardware is: the FADT (PM timer, RTC century register, the DSDT's address), the
+//! HPET table, the MADT (I/O APICs, local APIC address), the MCFG (PCI Express ECAM windows)
+//! and the DSDT (virtio-mmio transports). References are to ACPI 6.5 chapter 5.2, the IA-PC
+//! HPET specification 1.0a and the PCI Firmware Specification 3.2.
 //!
 //! The tables come from the host and are untrusted. Physical memory is reached only through
 //! [`PhysRead`]; each table is copied out whole, its signature, length (at most
@@ -16,12 +17,15 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
+use janus_drivers::virtio_mmio::{self, MmioDevice};
+
 use crate::boot::pvh::PhysRead;
 use crate::mm::memory_map::PHYS_ADDR_LIMIT;
 
-/// Longest table accepted. ACPI sets no limit; the tables read here are a few hundred bytes
-/// (a MADT for a thousand CPUs is about 16 KiB), so a longer length is garbage, and the bound
-/// keeps one bad length from claiming the kernel heap.
+/// Longest table accepted. ACPI sets no limit; the fixed tables read here are a few hundred
+/// bytes (a MADT for a thousand CPUs is about 16 KiB) and a DSDT tens of KiB (QEMU's are
+/// under 10 KiB; large servers' reach a few hundred), so a longer length is garbage, and the
+/// bound keeps one bad length from claiming the kernel heap.
 pub const MAX_TABLE_LEN: u32 = 1 << 20;
 
 /// Most RSDT/XSDT entries looked at. Firmware lists a few dozen tables; the bound caps the
@@ -31,11 +35,18 @@ pub const MAX_ROOT_ENTRIES: usize = 256;
 /// Most I/O APICs kept, as Linux's `MAX_IO_APICS`: a MADT listing more is garbage.
 pub const MAX_IOAPICS: usize = 128;
 
+/// Most PCI Express ECAM windows kept from the MCFG: there is one per PCI segment group (or
+/// per bus range of one), and QEMU declares one; an MCFG listing more is garbage.
+pub const MAX_ECAM_REGIONS: usize = 64;
+
+/// Most virtio-mmio transports kept from the DSDT: QEMU microvm declares at most 24.
+pub const MAX_VIRTIO_MMIO: usize = 64;
+
 /// Most problems recorded; a table full of bad entries must not fill the heap with messages.
 /// One more line says that further problems were dropped.
 pub const MAX_PROBLEMS: usize = 32;
 
-/// Where the clock and interrupt hardware is, as the firmware's tables say.
+/// Where the clock, interrupt and device hardware is, as the firmware's tables say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Platform {
     /// From the "HPET" table; `None` without a usable one.
@@ -49,6 +60,10 @@ pub struct Platform {
     pub local_apic_address: Option<u64>,
     /// The MADT's I/O APIC entries, in table order.
     pub ioapics: Vec<IoApicEntry>,
+    /// The MCFG's PCI Express ECAM windows, in table order.
+    pub pci_ecam: Vec<EcamRegion>,
+    /// The virtio-mmio transports the DSDT declares (`_HID` "LNRO0005"), in table order.
+    pub virtio_mmio: Vec<MmioDevice>,
     /// What was wrong in tables that did not stop the parse, one line each, for the log.
     pub problems: Vec<String>,
 }
@@ -82,6 +97,34 @@ pub struct IoApicEntry {
     pub address: u64,
     /// The first global system interrupt its inputs deliver.
     pub gsi_base: u32,
+}
+
+/// A PCI Express enhanced configuration (ECAM) window: an MCFG configuration space base
+/// address allocation structure (PCI Firmware Specification 3.2, §4.1.2, table 4-3).
+///
+/// `base` is where bus 0's configuration space would be even when `start_bus` is later, as
+/// Linux reads it (arch/x86/pci/mmconfig-shared.c, `pci_mmconfig_alloc`, adds
+/// `start_bus << 20`), so bus `b`'s 1 MiB lies at `base + (b << 20)`. Every value kept has
+/// `start_bus <= end_bus`; `base` nonzero (Linux refuses 0 too) and aligned to 1 MiB, so
+/// each bus's window is (the stricter PCIe rule, alignment to the whole window's
+/// power-of-two size, is not enforced; Linux does not either); and the windows of
+/// `start_bus..=end_bus` below the 2^52 physical address limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EcamRegion {
+    pub base: u64,
+    /// The PCI segment group number.
+    pub segment: u16,
+    pub start_bus: u8,
+    pub end_bus: u8,
+}
+
+impl EcamRegion {
+    /// The physical address of `bus`'s 1 MiB of configuration space, if this window has it.
+    pub fn bus_address(&self, bus: u8) -> Option<u64> {
+        (self.start_bus..=self.end_bus)
+            .contains(&bus)
+            .then(|| self.base + (u64::from(bus) << ECAM_BUS_SHIFT))
+    }
 }
 
 /// Why ACPI could not be read at all. Problems confined to one leaf table are not errors;
@@ -378,9 +421,11 @@ struct Leaf {
     parse: fn(&[u8], u64, &mut Platform, &mut Problems),
 }
 
-const LEAVES: [Leaf; 3] = [
+const FADT_SIGNATURE: &[u8; SDT_SIGNATURE_LEN] = b"FACP";
+
+const LEAVES: [Leaf; 4] = [
     Leaf {
-        signature: b"FACP",
+        signature: FADT_SIGNATURE,
         name: "FADT",
         min_len: FADT_V1_LEN,
         parse: parse_fadt,
@@ -397,16 +442,22 @@ const LEAVES: [Leaf; 3] = [
         min_len: MADT_ENTRIES,
         parse: parse_madt,
     },
+    Leaf {
+        signature: b"MCFG",
+        name: "MCFG",
+        min_len: MCFG_ENTRIES,
+        parse: parse_mcfg,
+    },
 ];
 
 /// Walks the XSDT (ACPI 6.5 5.2.8) when the RSDP at `rsdp` has revision 2 or later and a
-/// nonzero XSDT address, else the RSDT (5.2.7), and reads the FADT, HPET table and MADT
-/// it lists.
+/// nonzero XSDT address, else the RSDT (5.2.7), and reads the FADT, HPET table, MADT and
+/// MCFG it lists, then the DSDT the FADT points at.
 ///
 /// Errors only when the RSDP or the root table is unusable. An XSDT that fails its checks
 /// falls back to the RSDT when there is one, as Linux does, with a problem noted. Problems
-/// in a leaf table, a zero or unreadable entry, or a second table with a signature already
-/// read (the first wins) go to [`Platform::problems`].
+/// in a leaf table or the DSDT, a zero or unreadable entry, or a second table with a
+/// signature already read (the first wins) go to [`Platform::problems`].
 pub fn parse(mem: &impl PhysRead, rsdp: u64) -> Result<Platform, AcpiError> {
     let pointer = read_rsdp(mem, rsdp)?;
     let mut problems = Problems(Vec::new());
@@ -421,6 +472,7 @@ pub fn parse(mem: &impl PhysRead, rsdp: u64) -> Result<Platform, AcpiError> {
     }
     let mut platform = Platform::default();
     let mut seen = [false; LEAVES.len()];
+    let mut dsdt = None;
     let addresses = root[SDT_HEADER_LEN..]
         .chunks_exact(entry_len)
         .take(MAX_ROOT_ENTRIES)
@@ -458,9 +510,22 @@ pub fn parse(mem: &impl PhysRead, rsdp: u64) -> Result<Platform, AcpiError> {
             Ok(bytes) => {
                 seen[which] = true;
                 (leaf.parse)(&bytes, paddr, &mut platform, &mut problems);
+                // The DSDT is not listed in the root table; only the FADT says where it is.
+                if leaf.signature == FADT_SIGNATURE {
+                    dsdt = fadt_dsdt(&bytes);
+                    if dsdt.is_none() {
+                        problems.note(format_args!(
+                            "the ACPI FADT at {paddr:#x} gives no DSDT address (DSDT and \
+                             X_DSDT are 0), so ACPI lists no devices"
+                        ));
+                    }
+                }
             }
             Err(e) => problems.note(e),
         }
+    }
+    if let Some(dsdt) = dsdt {
+        read_dsdt(mem, dsdt, &mut platform, &mut problems);
     }
     platform.problems = problems.0;
     Ok(platform)
@@ -510,12 +575,14 @@ fn plausible_mmio(addr: u64, len: u64) -> bool {
 
 // The FADT, ACPI 6.5 5.2.9. Which fields exist is decided by the table's length, not its
 // revision: the length is what was checksummed, and firmware gets the revision wrong.
+const FADT_DSDT: usize = 40;
 const FADT_PM_TMR_BLK: usize = 76;
 const FADT_PM_TMR_LEN: usize = 91;
 const FADT_CENTURY: usize = 108;
 const FADT_FLAGS: usize = 112;
 /// The ACPI 1.0 FADT ends after `Flags`.
 const FADT_V1_LEN: usize = 116;
+const FADT_X_DSDT: usize = 140;
 const FADT_X_PM_TMR_BLK: usize = 208;
 const FADT_FLAG_TMR_VAL_EXT: u32 = 1 << 8;
 const FADT_FLAG_HW_REDUCED_ACPI: u32 = 1 << 20;
@@ -540,6 +607,15 @@ fn parse_fadt(t: &[u8], paddr: u64, platform: &mut Platform, problems: &mut Prob
              {index:#x}, outside 0xe..=0x7f; it is ignored"
         )),
     }
+}
+
+/// The DSDT's address: `X_DSDT` when the table has it and it is nonzero (ACPI 6.5 table 5.9:
+/// then "the DSDT field must be ignored"), else `DSDT`; `None` if both are 0.
+fn fadt_dsdt(t: &[u8]) -> Option<u64> {
+    let extended = (t.len() >= FADT_X_DSDT + 8)
+        .then(|| u64_at(t, FADT_X_DSDT))
+        .filter(|&address| address != 0);
+    extended.or_else(|| Some(u64::from(u32_at(t, FADT_DSDT))).filter(|&address| address != 0))
 }
 
 /// The PM timer an FADT describes: `X_PM_TMR_BLK` when the table has it and its address is
@@ -713,6 +789,103 @@ fn parse_madt(t: &[u8], paddr: u64, platform: &mut Platform, problems: &mut Prob
     platform.local_apic_address = lapic;
 }
 
+// The MCFG, PCI Firmware Specification 3.2 §4.1.2: the header, 8 reserved bytes, then
+// 16-byte configuration space base address allocation structures (table 4-3).
+const MCFG_ENTRIES: usize = 44;
+const MCFG_ENTRY_LEN: usize = 16;
+const MCFG_BASE: usize = 0;
+const MCFG_SEGMENT: usize = 8;
+const MCFG_START_BUS: usize = 10;
+const MCFG_END_BUS: usize = 11;
+/// ECAM gives each bus 1 MiB: 32 devices of 8 functions of 4 KiB, the bus number in address
+/// bits 27:20 (PCI Express Base Specification, "Enhanced Configuration Access Mechanism").
+const ECAM_BUS_SHIFT: u32 = 20;
+const ECAM_BUS_LEN: u64 = 1 << ECAM_BUS_SHIFT;
+
+fn parse_mcfg(t: &[u8], paddr: u64, platform: &mut Platform, problems: &mut Problems) {
+    let entries = &t[MCFG_ENTRIES..];
+    let extra = entries.len() % MCFG_ENTRY_LEN;
+    if extra != 0 {
+        problems.note(format_args!(
+            "the ACPI MCFG at {paddr:#x}: {extra} bytes after the last whole 16-byte entry \
+             are ignored"
+        ));
+    }
+    for (index, e) in entries.chunks_exact(MCFG_ENTRY_LEN).enumerate() {
+        let region = EcamRegion {
+            base: u64_at(e, MCFG_BASE),
+            segment: u16_at(e, MCFG_SEGMENT),
+            start_bus: e[MCFG_START_BUS],
+            end_bus: e[MCFG_END_BUS],
+        };
+        let mut ignore = |why: fmt::Arguments<'_>| {
+            problems.note(format_args!(
+                "the ACPI MCFG at {paddr:#x}: entry {index} (segment {}, buses \
+                 {:#04x}..={:#04x}, base {:#x}) is ignored: {why}",
+                region.segment, region.start_bus, region.end_bus, region.base
+            ));
+        };
+        match ecam_refusal(&region, &platform.pci_ecam) {
+            Some(why) => ignore(format_args!("{why}")),
+            None if platform.pci_ecam.len() == MAX_ECAM_REGIONS => {
+                ignore(format_args!(
+                    "only the first {MAX_ECAM_REGIONS} windows are kept"
+                ));
+            }
+            None => platform.pci_ecam.push(region),
+        }
+    }
+}
+
+/// Why `region` cannot be used, given the regions already kept; `None` if it can.
+fn ecam_refusal(region: &EcamRegion, kept: &[EcamRegion]) -> Option<&'static str> {
+    if region.start_bus > region.end_bus {
+        return Some("its start bus is past its end bus");
+    }
+    if !region.base.is_multiple_of(ECAM_BUS_LEN) {
+        return Some("its base is not 1 MiB aligned, so its buses' windows are not either");
+    }
+    let start = region
+        .base
+        .checked_add(u64::from(region.start_bus) << ECAM_BUS_SHIFT);
+    let len = (u64::from(region.end_bus - region.start_bus) + 1) << ECAM_BUS_SHIFT;
+    if region.base == 0 || !start.is_some_and(|start| plausible_mmio(start, len)) {
+        return Some("its base is 0 or its buses' windows run past the physical address limit");
+    }
+    let overlaps = kept.iter().any(|k| {
+        k.segment == region.segment
+            && k.start_bus <= region.end_bus
+            && region.start_bus <= k.end_bus
+    });
+    if overlaps {
+        return Some("its buses overlap an earlier entry's for the same segment");
+    }
+    None
+}
+
+/// Reads the DSDT at `paddr` (ACPI 6.5 5.2.11.1) with the checks of every table, and records
+/// the virtio-mmio transports its AML declares.
+fn read_dsdt(mem: &impl PhysRead, paddr: u64, platform: &mut Platform, problems: &mut Problems) {
+    let table = match load_table(mem, paddr, b"DSDT", "DSDT", SDT_HEADER_LEN) {
+        Ok(table) => table,
+        Err(e) => return problems.note(e),
+    };
+    let aml = paddr + SDT_HEADER_LEN as u64;
+    virtio_mmio::scan_dsdt(&table[SDT_HEADER_LEN..], |device| match device {
+        Ok(device) if platform.virtio_mmio.len() < MAX_VIRTIO_MMIO => {
+            platform.virtio_mmio.push(device);
+        }
+        Ok(device) => problems.note(format_args!(
+            "the ACPI DSDT at {paddr:#x}: the virtio-mmio device at {:#x} is past the \
+             {MAX_VIRTIO_MMIO} kept; it is ignored",
+            device.base
+        )),
+        Err(e) => problems.note(format_args!(
+            "the ACPI DSDT at {paddr:#x} (AML from {aml:#x}): {e}"
+        )),
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -771,6 +944,8 @@ mod tests {
     const FADT: u64 = 0x7fe_0000;
     const MADT: u64 = 0x7fe_1000;
     const HPET: u64 = 0x7fe_1800;
+    const DSDT: u64 = 0x7fe_6000;
+    const MCFG: u64 = 0x7fe_7000;
     const UNMAPPED: u64 = 0x900_0000;
 
     fn rsdp(revision: u8, rsdt: u32, xsdt: u64) -> Vec<u8> {
@@ -835,10 +1010,13 @@ mod tests {
         g
     }
 
-    /// QEMU's FADT (revision 3, 244 bytes): PM timer at port 0x608 in both fields, 24 bits.
+    /// QEMU's FADT (revision 3, 244 bytes): PM timer at port 0x608 in both fields, 24 bits,
+    /// the DSDT's address in both fields.
     fn qemu_fadt() -> Vec<u8> {
         let mut t = sdt(b"FACP", 244);
         t[8] = 3;
+        t[40..44].copy_from_slice(&(DSDT as u32).to_le_bytes());
+        t[140..148].copy_from_slice(&DSDT.to_le_bytes());
         t[76..80].copy_from_slice(&0x608u32.to_le_bytes());
         t[91] = 4;
         t[108] = 0x32;
@@ -902,6 +1080,87 @@ mod tests {
         )
     }
 
+    /// `op`, a PkgLength counting itself and `content` in the fewest bytes (ACPI 6.5
+    /// 20.2.4), then `content`.
+    fn aml_package(op: &[u8], content: &[u8]) -> Vec<u8> {
+        let mut out = op.to_vec();
+        let total = |extra: usize| content.len() + 1 + extra;
+        if total(0) < 1 << 6 {
+            out.push(total(0) as u8);
+        } else {
+            let follow = (1..=3).find(|&n| total(n) < 1 << (4 + 8 * n)).unwrap();
+            let len = total(follow);
+            out.push((follow << 6) as u8 | (len & 0x0f) as u8);
+            out.extend((0..follow).map(|i| (len >> (4 + 8 * i)) as u8));
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A virtio-mmio transport as QEMU declares it (hw/virtio/virtio-acpi.c): `Device (VRnn)`
+    /// with `_HID` "LNRO0005", `_UID`, `_CCA` and a `_CRS` of Memory32Fixed and Interrupt.
+    fn virtio_aml(index: u8, base: u32, irq: u32) -> Vec<u8> {
+        let mut crs = vec![0x86, 9, 0, 1];
+        crs.extend_from_slice(&base.to_le_bytes());
+        crs.extend_from_slice(&0x200u32.to_le_bytes());
+        crs.extend_from_slice(&[0x89, 6, 0, 1, 1]);
+        crs.extend_from_slice(&irq.to_le_bytes());
+        crs.extend_from_slice(&[0x79, 0]);
+        let buffer = aml_package(&[0x11], &[&[0x0a, crs.len() as u8][..], &crs].concat());
+        let body = [
+            &[b'V', b'R', b'0' + index / 10, b'0' + index % 10][..],
+            b"\x08_HID\x0dLNRO0005\x00",
+            &[0x08, b'_', b'U', b'I', b'D', 0x0a, index],
+            b"\x08_CCA\x01",
+            b"\x08_CRS",
+            &buffer,
+        ]
+        .concat();
+        aml_package(&[0x5b, 0x82], &body)
+    }
+
+    /// A DSDT whose AML is `Scope (\_SB) {devices}`.
+    fn dsdt(devices: &[Vec<u8>]) -> Vec<u8> {
+        let scope = aml_package(&[0x10], &[&b"\\_SB_"[..], &devices.concat()].concat());
+        let mut t = sdt(b"DSDT", 36);
+        t.extend_from_slice(&scope);
+        let len = t.len() as u32;
+        t[4..8].copy_from_slice(&len.to_le_bytes());
+        t
+    }
+
+    /// QEMU's DSDT for `-M pc` declares no virtio-mmio devices.
+    fn qemu_dsdt() -> Vec<u8> {
+        dsdt(&[])
+    }
+
+    /// QEMU microvm's first `n` virtio-mmio transports, behind its second IOAPIC.
+    fn microvm_devices(n: u8) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| virtio_aml(i, 0xfeb0_0000 + u32::from(i) * 0x200, 24 + u32::from(i)))
+            .collect()
+    }
+
+    fn mcfg_entry(base: u64, segment: u16, start_bus: u8, end_bus: u8) -> [u8; 16] {
+        let mut e = [0u8; 16];
+        e[..8].copy_from_slice(&base.to_le_bytes());
+        e[8..10].copy_from_slice(&segment.to_le_bytes());
+        e[10] = start_bus;
+        e[11] = end_bus;
+        e
+    }
+
+    fn mcfg(entries: &[[u8; 16]]) -> Vec<u8> {
+        let mut t = sdt(b"MCFG", 44);
+        t[8] = 1;
+        for e in entries {
+            t.extend_from_slice(e);
+        }
+        let len = t.len() as u32;
+        t[4..8].copy_from_slice(&len.to_le_bytes());
+        t
+    }
+
     /// What firmware writes; `memory()` lays it out with valid checksums.
     struct Firmware {
         rsdp_revision: u8,
@@ -920,8 +1179,28 @@ mod tests {
                     (FADT, qemu_fadt()),
                     (MADT, qemu_madt()),
                     (HPET, qemu_hpet()),
+                    (DSDT, qemu_dsdt()),
                 ],
             }
+        }
+
+        /// QEMU's q35 tables: those of [`Firmware::qemu`], and an MCFG for 256 buses at
+        /// 0xb0000000.
+        fn q35() -> Self {
+            let mut fw = Firmware::qemu();
+            fw.tables
+                .push((MCFG, mcfg(&[mcfg_entry(0xb000_0000, 0, 0, 0xff)])));
+            fw.rsdt.push(MCFG);
+            fw.xsdt.push(MCFG);
+            fw
+        }
+
+        /// QEMU microvm's: those of [`Firmware::qemu`], with `n` virtio-mmio transports in
+        /// the DSDT.
+        fn microvm(n: u8) -> Self {
+            let mut fw = Firmware::qemu();
+            *fw.table(DSDT) = dsdt(&microvm_devices(n));
+            fw
         }
 
         fn table(&mut self, paddr: u64) -> &mut Vec<u8> {
@@ -980,6 +1259,8 @@ mod tests {
                     address: 0xfec0_0000,
                     gsi_base: 0
                 }],
+                pci_ecam: vec![],
+                virtio_mmio: vec![],
                 problems: vec![],
             }
         );
@@ -1670,9 +1951,269 @@ mod tests {
     }
 
     #[test]
+    fn mcfg_gives_the_ecam_windows() {
+        let platform = Firmware::q35().parse();
+        assert_eq!(
+            platform.pci_ecam,
+            [EcamRegion {
+                base: 0xb000_0000,
+                segment: 0,
+                start_bus: 0,
+                end_bus: 0xff
+            }]
+        );
+        assert!(platform.problems.is_empty(), "{:?}", platform.problems);
+        let region = platform.pci_ecam[0];
+        assert_eq!(region.bus_address(0), Some(0xb000_0000));
+        assert_eq!(region.bus_address(0xff), Some(0xbff0_0000));
+    }
+
+    #[test]
+    fn ecam_base_is_bus_0_relative_when_the_range_starts_later() {
+        let mut fw = Firmware::q35();
+        // Buses 0x80..=0x8f of segment 1: the base is where bus 0 would be.
+        *fw.table(MCFG) = mcfg(&[
+            mcfg_entry(0xb000_0000, 0, 0, 0x3f),
+            mcfg_entry(0x8_0000_0000, 1, 0x80, 0x8f),
+        ]);
+        let platform = fw.parse();
+        assert_eq!(platform.pci_ecam.len(), 2);
+        let region = platform.pci_ecam[1];
+        assert_eq!(region.bus_address(0x7f), None);
+        assert_eq!(region.bus_address(0x80), Some(0x8_0800_0000));
+        assert_eq!(region.bus_address(0x8f), Some(0x8_08f0_0000));
+        assert_eq!(region.bus_address(0x90), None);
+        assert!(platform.problems.is_empty(), "{:?}", platform.problems);
+    }
+
+    #[test]
+    fn bad_mcfg_entries_are_problems_and_the_good_ones_are_kept() {
+        let limit = PHYS_ADDR_LIMIT;
+        let mut fw = Firmware::q35();
+        let mut table = mcfg(&[
+            mcfg_entry(0xb000_0000, 0, 0x10, 0x0f),
+            mcfg_entry(0xb008_0000, 0, 0, 0xff),
+            mcfg_entry(0, 0, 0, 0),
+            mcfg_entry(limit - (0xff << 20), 0, 0, 0xff),
+            mcfg_entry(u64::MAX - 0xf_ffff, 0, 0xff, 0xff),
+            mcfg_entry(0xb000_0000, 2, 0, 0x7f),
+            mcfg_entry(0xc000_0000, 2, 0x7f, 0xff),
+            mcfg_entry(0, 3, 0x10, 0x1f),
+            mcfg_entry(limit - (0x100 << 20), 4, 0, 0xff),
+        ]);
+        // Trailing bytes short of an entry.
+        let len = table.len() + 15;
+        set_len(&mut table, len);
+        *fw.table(MCFG) = table;
+        let platform = fw.parse();
+        assert_eq!(
+            platform.pci_ecam,
+            [
+                EcamRegion {
+                    base: 0xb000_0000,
+                    segment: 2,
+                    start_bus: 0,
+                    end_bus: 0x7f
+                },
+                EcamRegion {
+                    base: limit - (0x100 << 20),
+                    segment: 4,
+                    start_bus: 0,
+                    end_bus: 0xff
+                },
+            ]
+        );
+        for text in [
+            "15 bytes after the last whole 16-byte entry",
+            "entry 0 (segment 0, buses 0x10..=0x0f, base 0xb0000000) is ignored: its start \
+             bus is past its end bus",
+            "entry 1 (segment 0, buses 0x00..=0xff, base 0xb0080000) is ignored: its base is \
+             not 1 MiB aligned",
+            "entry 2 (segment 0, buses 0x00..=0x00, base 0x0) is ignored: its base is 0",
+            "entry 3 (segment 0, buses 0x00..=0xff, base 0xffffff0100000) is ignored: its \
+             base is 0 or its buses' windows run past",
+            "entry 4 (segment 0, buses 0xff..=0xff, base 0xfffffffffff00000) is ignored: its \
+             base is 0 or its buses' windows run past",
+            "entry 6 (segment 2, buses 0x7f..=0xff, base 0xc0000000) is ignored: its buses \
+             overlap an earlier entry's for the same segment",
+            "entry 7 (segment 3, buses 0x10..=0x1f, base 0x0) is ignored: its base is 0",
+        ] {
+            assert!(
+                has_problem(&platform, text),
+                "{text}: {:#?}",
+                platform.problems
+            );
+        }
+        assert_eq!(platform.problems.len(), 8, "{:#?}", platform.problems);
+    }
+
+    #[test]
+    fn ecam_regions_are_capped() {
+        let mut fw = Firmware::q35();
+        let entries: Vec<_> = (0..MAX_ECAM_REGIONS as u16 + 2)
+            .map(|segment| mcfg_entry(0xb000_0000, segment, 0, 0))
+            .collect();
+        *fw.table(MCFG) = mcfg(&entries);
+        let platform = fw.parse();
+        assert_eq!(platform.pci_ecam.len(), MAX_ECAM_REGIONS);
+        assert_eq!(platform.problems.len(), 2, "{:?}", platform.problems);
+        assert!(has_problem(&platform, "only the first 64 windows are kept"));
+    }
+
+    #[test]
+    fn short_mcfg_is_a_problem() {
+        let mut fw = Firmware::q35();
+        set_len(fw.table(MCFG), 43);
+        let platform = fw.parse();
+        assert!(platform.pci_ecam.is_empty());
+        assert!(has_problem(
+            &platform,
+            "MCFG at 0x7fe7000 is invalid: its length is shorter"
+        ));
+    }
+
+    #[test]
+    fn microvm_dsdt_gives_its_virtio_mmio_transports() {
+        let platform = Firmware::microvm(24).parse();
+        assert!(platform.problems.is_empty(), "{:?}", platform.problems);
+        let expected: Vec<_> = janus_drivers::virtio_mmio::microvm_slots()
+            .zip(24..)
+            .map(|(slot, irq)| MmioDevice {
+                irq: Some(irq),
+                ..slot
+            })
+            .collect();
+        assert_eq!(platform.virtio_mmio, expected);
+        assert_eq!(platform.virtio_mmio[7].base, 0xfeb0_0e00);
+        assert_eq!(platform.virtio_mmio[4].irq, Some(0x1c));
+    }
+
+    #[test]
+    fn x_dsdt_is_preferred_and_dsdt_is_the_fallback() {
+        let elsewhere = 0x7fe_8000;
+        let mut fw = Firmware::microvm(2);
+        fw.tables.push((elsewhere, dsdt(&microvm_devices(1))));
+        fw.table(FADT)[140..148].copy_from_slice(&elsewhere.to_le_bytes());
+        assert_eq!(fw.parse().virtio_mmio.len(), 1);
+        // X_DSDT 0: the 32-bit field is used.
+        fw.table(FADT)[140..148].fill(0);
+        assert_eq!(fw.parse().virtio_mmio.len(), 2);
+        // An ACPI 1.0 FADT has no X_DSDT, whatever lies past its end.
+        fw.table(FADT)[140..148].copy_from_slice(&elsewhere.to_le_bytes());
+        set_len(fw.table(FADT), 116);
+        let platform = fw.parse();
+        assert_eq!(platform.virtio_mmio.len(), 2);
+        assert!(platform.problems.is_empty(), "{:?}", platform.problems);
+        // A 147-byte FADT cuts X_DSDT short: not used either.
+        let mut fw = Firmware::microvm(2);
+        fw.tables.push((elsewhere, dsdt(&microvm_devices(1))));
+        fw.table(FADT)[140..148].copy_from_slice(&elsewhere.to_le_bytes());
+        set_len(fw.table(FADT), 147);
+        assert_eq!(fw.parse().virtio_mmio.len(), 2);
+    }
+
+    #[test]
+    fn fadt_without_a_dsdt_is_a_problem() {
+        let mut fw = Firmware::microvm(2);
+        fw.table(FADT)[40..44].fill(0);
+        fw.table(FADT)[140..148].fill(0);
+        let platform = fw.parse();
+        assert!(platform.virtio_mmio.is_empty());
+        assert!(platform.pm_timer.is_some());
+        assert_eq!(
+            platform.problems,
+            [
+                "the ACPI FADT at 0x7fe0000 gives no DSDT address (DSDT and X_DSDT are 0), so \
+                 ACPI lists no devices"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_dsdts_are_problems_and_the_other_tables_survive() {
+        // Bad checksum.
+        let mut mem = Firmware::microvm(2).memory();
+        mem.xor(DSDT + 40, 1);
+        let platform = parse(&mem, RSDP).unwrap();
+        assert!(platform.virtio_mmio.is_empty());
+        assert!(platform.pm_timer.is_some() && platform.hpet.is_some());
+        assert_eq!(
+            platform.problems,
+            ["the ACPI DSDT at 0x7fe6000 is invalid: its bytes do not sum to 0 (bad checksum)"]
+        );
+        // Wrong signature, over 1 MiB, unreadable.
+        let mut fw = Firmware::microvm(2);
+        fw.table(DSDT)[0] = b'S';
+        assert!(has_problem(
+            &fw.parse(),
+            "DSDT at 0x7fe6000 is invalid: it does not begin with its signature"
+        ));
+        let mut fw = Firmware::microvm(2);
+        fw.table(DSDT)[4..8].copy_from_slice(&(MAX_TABLE_LEN + 1).to_le_bytes());
+        assert!(has_problem(
+            &fw.parse(),
+            "DSDT at 0x7fe6000 is invalid: its length is over 1 MiB"
+        ));
+        let mut fw = Firmware::microvm(2);
+        fw.table(FADT)[140..148].copy_from_slice(&UNMAPPED.to_le_bytes());
+        let platform = fw.parse();
+        assert!(platform.virtio_mmio.is_empty());
+        assert_eq!(
+            platform.problems,
+            [AcpiError::Unreadable {
+                what: "DSDT",
+                paddr: UNMAPPED,
+                len: 36
+            }
+            .to_string()]
+        );
+    }
+
+    #[test]
+    fn bad_virtio_mmio_declarations_are_problems() {
+        let mut devices = microvm_devices(3);
+        // Device 1's window: Memory32Fixed's base, after the 0x86 tag, length and info byte.
+        let window = devices[1]
+            .windows(4)
+            .position(|w| w == [0x86, 9, 0, 1])
+            .unwrap();
+        devices[1][window + 4..window + 8].copy_from_slice(&0xfeb0_0202u32.to_le_bytes());
+        let mut fw = Firmware::microvm(0);
+        *fw.table(DSDT) = dsdt(&devices);
+        let platform = fw.parse();
+        assert_eq!(platform.virtio_mmio.len(), 2);
+        assert_eq!(platform.problems.len(), 1, "{:?}", platform.problems);
+        assert!(has_problem(
+            &platform,
+            "the ACPI DSDT at 0x7fe6000 (AML from 0x7fe6024): the virtio-mmio device"
+        ));
+        assert!(has_problem(
+            &platform,
+            "base address 0xfeb00202 is not a multiple of 4"
+        ));
+    }
+
+    #[test]
+    fn virtio_mmio_devices_are_capped() {
+        let devices: Vec<_> = (0..MAX_VIRTIO_MMIO + 3)
+            .map(|i| virtio_aml((i % 100) as u8, 0xd000_0000 + i as u32 * 0x200, 5))
+            .collect();
+        let mut fw = Firmware::qemu();
+        *fw.table(DSDT) = dsdt(&devices);
+        let platform = fw.parse();
+        assert_eq!(platform.virtio_mmio.len(), MAX_VIRTIO_MMIO);
+        assert_eq!(platform.problems.len(), 3, "{:?}", platform.problems);
+        assert!(has_problem(
+            &platform,
+            "the virtio-mmio device at 0xd0008000 is past the 64 kept"
+        ));
+    }
+
+    #[test]
     fn random_damage_never_panics_and_results_stay_bounded() {
         let mut rng = Rng::new(0xac91_7ab1_e5ee_d001);
-        let mut fw = Firmware::qemu();
+        let mut fw = Firmware::q35();
+        *fw.table(DSDT) = dsdt(&microvm_devices(3));
         *fw.table(MADT) = madt(
             0xfee0_0000,
             &[
@@ -1686,10 +2227,16 @@ mod tests {
         let clean = parse(&pristine, RSDP).unwrap();
         assert!(clean.problems.is_empty() && clean.hpet.is_some() && clean.pm_timer.is_some());
         assert_eq!(clean.ioapics.len(), 1);
-        // The bytes the host controls: the RSDP, both roots, and every table.
-        let mut targets = vec![(RSDP, 36), (RSDT, 36 + 4 * 3), (XSDT, 36 + 8 * 3)];
+        assert_eq!((clean.pci_ecam.len(), clean.virtio_mmio.len()), (1, 3));
+        // The bytes the host controls: the RSDP, both roots, and every table (the DSDT too).
+        let mut targets = vec![
+            (RSDP, 36),
+            (RSDT, 36 + 4 * fw.rsdt.len() as u64),
+            (XSDT, 36 + 8 * fw.xsdt.len() as u64),
+        ];
         targets.extend(fw.tables.iter().map(|(at, t)| (*at, t.len() as u64)));
         let mut accepted = 0;
+        let mut damaged_devices = 0;
         for _ in 0..5_000 {
             let mut mem = pristine.clone();
             for _ in 0..1 + rng.below(6) {
@@ -1726,8 +2273,32 @@ mod tests {
                 assert!(platform.ioapics.iter().all(|io| io.address != 0));
                 assert!(platform.hpet.is_none_or(|h| h.base != 0));
                 assert!(platform.pm_timer.is_none_or(|p| p.port != 0));
+                assert!(platform.pci_ecam.len() <= MAX_ECAM_REGIONS);
+                for region in &platform.pci_ecam {
+                    assert!(region.start_bus <= region.end_bus, "{region:?}");
+                    assert!(region.base.is_multiple_of(ECAM_BUS_LEN), "{region:?}");
+                    let end = region.base + ((u64::from(region.end_bus) + 1) << 20);
+                    assert!(end <= PHYS_ADDR_LIMIT, "{region:?}");
+                    assert!(region.base != 0, "{region:?}");
+                }
+                assert!(platform.virtio_mmio.len() <= MAX_VIRTIO_MMIO);
+                for device in &platform.virtio_mmio {
+                    assert!(
+                        device.base != 0 && device.base.is_multiple_of(4),
+                        "{device:?}"
+                    );
+                    assert!((0x100..=1 << 20).contains(&device.size), "{device:?}");
+                    assert!(device.base + device.size <= PHYS_ADDR_LIMIT, "{device:?}");
+                    assert!(device.irq.is_none_or(|irq| (1..=255).contains(&irq)));
+                }
+                damaged_devices += usize::from(platform.virtio_mmio != clean.virtio_mmio);
             }
         }
+        // The damage reached the DSDT scan often enough to mean something.
+        assert!(
+            damaged_devices > 100,
+            "only {damaged_devices} changed the devices"
+        );
         assert!(accepted > 1_000, "only {accepted} accepted");
     }
 }

@@ -142,13 +142,48 @@ pub fn init(
     })
 }
 
-/// Masks every pin of every IOAPIC that answers; returns how many did. Without MADT entries
-/// the default address is tried.
+/// The IOAPICs [`init`] found, with the first GSI each delivers, for [`route_gsi`].
+static IO_APICS: Mutex<Vec<(u32, IoApic<ioapic::Mmio>)>> = Mutex::new(Vec::new());
+
+/// Sends global system interrupt `gsi` to `vector` on this vCPU, unmasked. `level` and
+/// `active_low` describe the line as the firmware (MADT override, DSDT) or the bus defines it.
+pub fn route_gsi(gsi: u32, vector: u8, level: bool, active_low: bool) -> Result<(), RouteError> {
+    let mut io_apics = IO_APICS.lock();
+    let (base, io_apic) = io_apics
+        .iter_mut()
+        .find(|(base, io_apic)| (*base..base + io_apic.pins()).contains(&gsi))
+        .ok_or(RouteError::NoIoApic { gsi })?;
+    let pin = gsi - *base;
+    // The initial APIC ID (CPUID.1:EBX[31:24]) is this vCPU's, the only one that runs.
+    let destination = (crate::platform::cpuid(1, 0).ebx >> 24) as u8;
+    io_apic
+        .route(pin, vector, destination, level, active_low)
+        .and_then(|()| io_apic.set_masked(pin, false))
+        .map_err(RouteError::IoApic)
+}
+
+#[derive(Debug)]
+pub enum RouteError {
+    NoIoApic { gsi: u32 },
+    IoApic(IoApicError),
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoIoApic { gsi } => write!(f, "no IOAPIC delivers GSI {gsi}"),
+            Self::IoApic(e) => write!(f, "IOAPIC: {e}"),
+        }
+    }
+}
+
+/// Masks every pin of every IOAPIC that answers and keeps them for [`route_gsi`]; returns
+/// how many answered. Without MADT entries the default address is tried.
 fn mask_io_apics(entries: &[IoApicEntry], warn: &mut impl FnMut(fmt::Arguments<'_>)) -> usize {
-    let addresses: Vec<u64> = if entries.is_empty() {
-        alloc::vec![DEFAULT_IO_APIC]
+    let addresses: Vec<(u64, u32)> = if entries.is_empty() {
+        alloc::vec![(DEFAULT_IO_APIC, 0)]
     } else {
-        entries.iter().map(|entry| entry.address).collect()
+        entries.iter().map(|e| (e.address, e.gsi_base)).collect()
     };
     if addresses.len() > MAX_IO_APICS {
         warn(format_args!(
@@ -158,7 +193,7 @@ fn mask_io_apics(entries: &[IoApicEntry], warn: &mut impl FnMut(fmt::Arguments<'
         ));
     }
     let mut masked = 0;
-    for (slot, &address) in addresses.iter().take(MAX_IO_APICS).enumerate() {
+    for (slot, &(address, gsi_base)) in addresses.iter().take(MAX_IO_APICS).enumerate() {
         let page = IO_APIC_PAGES + 4096 * slot as u64;
         let page = match kernel_space::map_mmio(page, PhysAddr::new(address)) {
             Ok(page) => page,
@@ -172,6 +207,7 @@ fn mask_io_apics(entries: &[IoApicEntry], warn: &mut impl FnMut(fmt::Arguments<'
         match IoApic::new(registers) {
             Ok(mut io_apic) => {
                 io_apic.mask_all();
+                IO_APICS.lock().push((gsi_base, io_apic));
                 masked += 1;
             }
             Err(e @ IoApicError::Absent { .. }) if entries.is_empty() => {

@@ -2,6 +2,7 @@
 
 mod frame_allocator;
 mod heap;
+pub mod io;
 mod mapper;
 mod protection;
 pub mod provoke;
@@ -57,6 +58,7 @@ pub fn run_all(
     hypervisor: &Detection,
     xen: Option<&Xen>,
     host_time: Option<u64>,
+    net_echo_secs: Option<u64>,
 ) -> Summary {
     type Test<'a> = (&'static str, Box<dyn Fn() -> Outcome + 'a>);
     let mut tests: Vec<Test<'_>> = alloc::vec![
@@ -92,6 +94,28 @@ pub fn run_all(
         if crate::platform::xen::is_pv() {
             tests.push(("xen-event-upcall", Box::new(|| xen::event_upcall(xen))));
         }
+    }
+    if crate::devices::BLOCK.lock().is_some() {
+        tests.push(("virtio-blk-read", Box::new(move || io::blk_read(seed))));
+        tests.push(("virtio-blk-write", Box::new(io::blk_write)));
+    }
+    if crate::devices::NETWORK.lock().is_some() {
+        tests.push(("virtio-net-gateway", Box::new(io::net_gateway)));
+        if let Some(secs) = net_echo_secs {
+            tests.push((
+                "virtio-net-udp-echo",
+                Box::new(move || io::net_udp_echo(secs)),
+            ));
+        }
+    }
+    if crate::devices::console::present() {
+        tests.push(("virtio-console", Box::new(move || io::console(seed))));
+    }
+    if crate::devices::rng::present() {
+        tests.push(("virtio-rng", Box::new(io::rng)));
+    }
+    if crate::devices::ata::DISK.lock().is_some() {
+        tests.push(("ata-pio-read", Box::new(io::ata_read)));
     }
     let mut summary = Summary {
         passed: 0,

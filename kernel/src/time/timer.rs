@@ -339,6 +339,47 @@ pub fn sleep_ns(ns: u64) {
     disarm(timer);
 }
 
+/// Halts until `done` holds or the clock reaches `deadline` (ns of [`clock::now`]); returns
+/// whether `done` held. Any interrupt wakes it to check `done` again, a device's completion
+/// above all; the timer, armed at the deadline, makes sure it wakes even if none comes.
+pub fn halt_until(deadline: u64, mut done: impl FnMut() -> bool) -> bool {
+    let Some(timer) = TIMER.get() else {
+        while !done() {
+            if clock::now() >= deadline {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+        return true;
+    };
+    let mut armed = false;
+    let held = loop {
+        if done() {
+            break true;
+        }
+        let now = clock::now();
+        if now >= deadline {
+            break false;
+        }
+        // A timer that fired before the deadline (rounding) is armed again, or the halt
+        // below would have nothing left to end it.
+        if FIRED.swap(false, Ordering::SeqCst) {
+            armed = false;
+        }
+        if !armed {
+            armed = arm(timer, deadline - now).is_ok();
+            if !armed {
+                continue;
+            }
+        }
+        wait(timer);
+    };
+    if armed {
+        disarm(timer);
+    }
+    held
+}
+
 /// Arms the timer `delta_ns` ahead, halts until it fires, and returns how many TSC cycles
 /// after its deadline the handler was entered (0 if early). `None` without a timer, or when
 /// the deadline passed before the timer was armed.

@@ -6,11 +6,15 @@
 //! `hlt`, so an interrupt handler never finds a lock held by the code it interrupted unless
 //! that code is waiting.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 /// The legacy PIC's 16 lines, remapped above the exceptions so that a stray one cannot pose
 /// as a CPU exception; they are all masked, and a spurious IRQ 7 or 15 lands here.
 pub const PIC_BASE: u8 = 0x20;
+/// Devices' interrupts (MSI-X messages and IOAPIC pins), handed out by
+/// [`allocate_device_vector`].
+pub const DEVICE_BASE: u8 = 0x40;
+pub const DEVICE_VECTORS: u8 = 8;
 /// The local APIC timer.
 pub const TIMER: u8 = 0xf0;
 /// Xen's event channel callback under PVH (`HVM_PARAM_CALLBACK_IRQ`, type vector).
@@ -19,7 +23,7 @@ pub const XEN_CALLBACK: u8 = 0xf3;
 pub const SPURIOUS: u8 = 0xff;
 
 /// The vectors that have an entry stub, in `trap`'s order.
-pub const VECTORS: [u8; 19] = [
+pub const VECTORS: [u8; 27] = [
     PIC_BASE,
     PIC_BASE + 1,
     PIC_BASE + 2,
@@ -36,6 +40,14 @@ pub const VECTORS: [u8; 19] = [
     PIC_BASE + 13,
     PIC_BASE + 14,
     PIC_BASE + 15,
+    DEVICE_BASE,
+    DEVICE_BASE + 1,
+    DEVICE_BASE + 2,
+    DEVICE_BASE + 3,
+    DEVICE_BASE + 4,
+    DEVICE_BASE + 5,
+    DEVICE_BASE + 6,
+    DEVICE_BASE + 7,
     TIMER,
     XEN_CALLBACK,
     SPURIOUS,
@@ -55,6 +67,20 @@ pub fn register(vector: u8, handler: Handler) {
 
 pub fn unregister(vector: u8) {
     HANDLERS[usize::from(vector)].store(0, Ordering::SeqCst);
+}
+
+static NEXT_DEVICE_VECTOR: AtomicU8 = AtomicU8::new(DEVICE_BASE);
+
+/// A device vector nobody has yet, with `handler` registered on it; `None` when all
+/// [`DEVICE_VECTORS`] are taken (the device then has to be polled).
+pub fn allocate_device_vector(handler: Handler) -> Option<u8> {
+    let vector = NEXT_DEVICE_VECTOR
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+            (v < DEVICE_BASE + DEVICE_VECTORS).then_some(v + 1)
+        })
+        .ok()?;
+    register(vector, handler);
+    Some(vector)
 }
 
 /// Interrupts that arrived on a vector without a handler since boot.

@@ -192,9 +192,17 @@ interrupt_stubs! {
     pic_13: interrupt::VECTORS[13];
     pic_14: interrupt::VECTORS[14];
     pic_15: interrupt::VECTORS[15];
-    apic_timer: interrupt::VECTORS[16];
-    xen_callback: interrupt::VECTORS[17];
-    apic_spurious: interrupt::VECTORS[18];
+    device_0: interrupt::VECTORS[16];
+    device_1: interrupt::VECTORS[17];
+    device_2: interrupt::VECTORS[18];
+    device_3: interrupt::VECTORS[19];
+    device_4: interrupt::VECTORS[20];
+    device_5: interrupt::VECTORS[21];
+    device_6: interrupt::VECTORS[22];
+    device_7: interrupt::VECTORS[23];
+    apic_timer: interrupt::VECTORS[24];
+    xen_callback: interrupt::VECTORS[25];
+    apic_spurious: interrupt::VECTORS[26];
 }
 
 const EXCEPTION_NAMES: [&str; 32] = [
