@@ -135,6 +135,7 @@ pub fn run_all(time: &TimeInfo, xen: Option<&Xen>, kvm: Option<&KvmHypercalls>) 
     }
 
     super::paging::run_all(tsc);
+    super::io::run_all(tsc);
 
     report(
         "page-fault",

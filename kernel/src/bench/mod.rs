@@ -8,4 +8,6 @@ mod clock;
 #[cfg(target_os = "none")]
 pub use cases::run_all;
 #[cfg(target_os = "none")]
+mod io;
+#[cfg(target_os = "none")]
 mod paging;
