@@ -308,6 +308,27 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
         Ok(slot)
     }
 
+    /// The request header, status byte and data of `slot`, as slices for the queue.
+    ///
+    /// # Safety
+    /// `data` must be valid for `len` bytes and used by nothing else (submit's contract).
+    unsafe fn buffers<'a>(
+        &self,
+        slot: usize,
+        data: *mut u8,
+        len: usize,
+    ) -> (&'a [u8], &'a mut [u8], &'a mut [u8]) {
+        // SAFETY: the header and status byte of each slot are distinct bytes of our DMA page,
+        // which lives as long as the driver; `data` is the caller's to lend.
+        unsafe {
+            (
+                core::slice::from_raw_parts(self.header(slot), REQUEST_HEADER),
+                core::slice::from_raw_parts_mut(self.status(slot), 1),
+                core::slice::from_raw_parts_mut(data, len),
+            )
+        }
+    }
+
     /// # Safety
     /// As [`Self::submit`]: the buffers stay valid until `pop_used` returns them.
     unsafe fn add(
@@ -317,10 +338,8 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
         data: *mut u8,
         len: usize,
     ) -> Result<u16, virtio_drivers::Error> {
-        // SAFETY: (all three) the caller's contract; the header and status lie in our page.
-        let header = unsafe { core::slice::from_raw_parts(self.header(slot), REQUEST_HEADER) };
-        let status = unsafe { core::slice::from_raw_parts_mut(self.status(slot), 1) };
-        let buffer = unsafe { core::slice::from_raw_parts_mut(data, len) };
+        // SAFETY: the caller's contract.
+        let (header, status, buffer) = unsafe { self.buffers(slot, data, len) };
         // SAFETY: the caller keeps every buffer alive until pop_used.
         unsafe {
             match operation {
@@ -363,9 +382,7 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
         let request = self.slots[slot].expect("found just now");
         // SAFETY: the same buffers `add` queued for this token, still valid (submit's
         // contract).
-        let header = unsafe { core::slice::from_raw_parts(self.header(slot), REQUEST_HEADER) };
-        let status = unsafe { core::slice::from_raw_parts_mut(self.status(slot), 1) };
-        let buffer = unsafe { core::slice::from_raw_parts_mut(request.data, request.len) };
+        let (header, status, buffer) = unsafe { self.buffers(slot, request.data, request.len) };
         // SAFETY: these are the buffers queued under `id` (see above).
         let written = unsafe {
             match request.operation {

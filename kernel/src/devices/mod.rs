@@ -39,14 +39,17 @@ use net::NetDevice;
 
 pub type Transport = SomeTransport<'static>;
 
+/// Gives a device an interrupt vector once its driver has set up the given number of
+/// queues.
+pub type Connect = Box<dyn FnOnce(u16) -> Result<u8, String>>;
+
 /// A virtio device found and not yet driven.
 pub struct Candidate {
     /// Where it is, for messages: `pci 00:03.0`, `mmio 0xfeb00e00`.
     pub name: String,
     pub transport: Transport,
-    /// Gives the device an interrupt vector once its driver has set up `queues` queues;
     /// `None` for a device without a usable interrupt line.
-    pub connect: Option<Box<dyn FnOnce(u16) -> Result<u8, String>>>,
+    pub connect: Option<Connect>,
 }
 
 pub static BLOCK: Mutex<Option<BlockDevice>> = Mutex::new(None);

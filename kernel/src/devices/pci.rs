@@ -19,7 +19,7 @@ use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, P
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::dma::JanusHal;
-use super::{Candidate, irq};
+use super::{Candidate, Connect, irq};
 use crate::boot::pvh::BootInfo;
 use crate::mm::device_memory;
 use crate::platform::{acpi, apic};
@@ -46,34 +46,39 @@ impl Mechanism {
     }
 }
 
+impl Mechanism {
+    fn port_io() -> PortIo {
+        // SAFETY: ports 0xCF8/0xCFC are PCI configuration mechanism #1 on every PC, and only
+        // this kernel, one access at a time, uses them.
+        unsafe { PortIo::new() }
+    }
+
+    fn ecam(base: VirtAddr, start_bus: u8, end_bus: u8) -> Ecam {
+        // SAFETY: `mechanism` mapped the window of these buses for good before making this.
+        unsafe { Ecam::new(base.as_mut_ptr(), start_bus, end_bus) }
+    }
+}
+
 impl ConfigSpace for Mechanism {
     fn read32(&self, address: Address, offset: u16) -> u32 {
         match *self {
-            // SAFETY: ports 0xCF8/0xCFC are PCI configuration mechanism #1 on every PC, and
-            // only this kernel, one access at a time, uses them.
-            Self::PortIo => unsafe { PortIo::new() }.read32(address, offset),
-            // SAFETY: `probe` mapped the whole window for these buses, for good.
+            Self::PortIo => Self::port_io().read32(address, offset),
             Self::Ecam {
                 base,
                 start_bus,
                 end_bus,
-            } => {
-                unsafe { Ecam::new(base.as_mut_ptr(), start_bus, end_bus) }.read32(address, offset)
-            }
+            } => Self::ecam(base, start_bus, end_bus).read32(address, offset),
         }
     }
 
     fn write32(&mut self, address: Address, offset: u16, value: u32) {
         match *self {
-            // SAFETY: as in read32.
-            Self::PortIo => unsafe { PortIo::new() }.write32(address, offset, value),
-            // SAFETY: as in read32.
+            Self::PortIo => Self::port_io().write32(address, offset, value),
             Self::Ecam {
                 base,
                 start_bus,
                 end_bus,
-            } => unsafe { Ecam::new(base.as_mut_ptr(), start_bus, end_bus) }
-                .write32(address, offset, value),
+            } => Self::ecam(base, start_bus, end_bus).write32(address, offset, value),
         }
     }
 
@@ -254,7 +259,7 @@ fn virtio_candidate(
     let transport =
         PciTransport::new::<JanusHal, _>(&mut root, device_function).map_err(|e| format!("{e}"))?;
     let msix = MsixCapability::find(&config, address).map_err(|e| format!("{e}"))?;
-    let connect: Option<Box<dyn FnOnce(u16) -> Result<u8, String>>> = match msix {
+    let connect: Option<Connect> = match msix {
         Some(msix) => {
             let table_bar = bars
                 .get(usize::from(msix.table_bar))

@@ -77,7 +77,7 @@ pub fn map(paddr: PhysAddr, size: u64) -> Result<VirtAddr, DeviceMapError> {
     if let Some(virt) = lookup(&window.mappings, start, size) {
         return Ok(virt);
     }
-    let huge = start % HUGE == 0 && size % HUGE == 0;
+    let huge = start.is_multiple_of(HUGE) && size.is_multiple_of(HUGE);
     let page = if huge { HUGE } else { SMALL };
     let first = start & !(page - 1);
     let len = (end - first).div_ceil(page) * page;

@@ -658,7 +658,7 @@ mod tests {
         let map = qemu_microvm();
         let mut storage = vec![0u64; bitmap_words(&map)];
         // A reserved frame at 1 MiB + 8 KiB splits the bottom of RAM.
-        let reserved = [MIB + 0x2000..MIB + 0x3000];
+        let reserved = only(MIB + 0x2000..MIB + 0x3000);
         let mut allocator = FrameAllocator::new(&mut storage, &map, &reserved).unwrap();
         let free = allocator.free_frames();
         let small = allocator.allocate_contiguous(2).unwrap();
