@@ -1,9 +1,11 @@
 //! Helpers for the boot tests: boot the image named by `JANUS_KERNEL` under QEMU and check
-//! the parsed `@janus` records (never the human-readable text, unless a test is about it).
+//! the parsed `@janus` records (never the human-readable text, unless a test is about it)
+//! and the host's checks of the paravirtual I/O devices.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use xtask::devices::{self, HostCheck};
 use xtask::qemu::{Env, Kvm, Machine, MemSize, Outcome, RunConfig, Stream};
 use xtask::report::{self, Report, Verdict};
 
@@ -59,6 +61,54 @@ pub const REQUIRED_XEN_TESTS: [&str; 4] = [
 /// read, and the TSC's drift against it.
 pub const REQUIRED_XEN_BENCHES: [&str; 3] = ["hypercall", "clock-read-pvclock", "clock-drift-tsc"];
 
+/// Self-tests of the paravirtual I/O devices xtask attaches to every boot QEMU makes
+/// directly (none under Xen).
+pub const REQUIRED_IO_TESTS: [&str; 6] = [
+    "virtio-blk-read",
+    "virtio-blk-write",
+    "virtio-net-gateway",
+    "virtio-net-udp-echo",
+    "virtio-console",
+    "virtio-rng",
+];
+
+/// Benchmarks of those devices.
+pub const REQUIRED_IO_BENCHES: [&str; 11] = [
+    "virtio-blk-seq-read-4k",
+    "virtio-blk-seq-read-64k",
+    "virtio-blk-seq-read-1m",
+    "virtio-blk-seq-write-4k",
+    "virtio-blk-seq-write-64k",
+    "virtio-blk-seq-write-1m",
+    "virtio-blk-rand-read-4k-qd1",
+    "virtio-blk-rand-read-4k-qd32",
+    "virtio-net-tx-udp-64",
+    "virtio-blk-completion-interrupt",
+    "virtio-blk-completion-poll",
+];
+
+/// The self-test of the ATA disk `-M pc` adds, the baseline virtio-blk is compared with.
+pub const REQUIRED_ATA_TESTS: [&str; 1] = ["ata-pio-read"];
+
+/// Its benchmark.
+pub const REQUIRED_ATA_BENCHES: [&str; 1] = ["ata-pio-seq-read-64k"];
+
+/// The host checks of every boot with devices; `-M pc` adds [`devices::ATA_CHECK`].
+pub const REQUIRED_HOST_CHECKS: [&str; 3] = [
+    devices::DISK_CHECK,
+    devices::ECHO_CHECK,
+    devices::CONSOLE_CHECK,
+];
+
+/// How each machine reaches PCI configuration space: the env line's `pci=`.
+pub fn expected_pci(machine: Machine) -> &'static str {
+    match machine {
+        Machine::Pc => "port-io",
+        Machine::Q35 => "ecam",
+        Machine::Microvm => "none",
+    }
+}
+
 /// The clock each hypervisor's boot must choose (DESIGN.md's platform table).
 pub fn expected_clock(hypervisor: &str) -> &'static str {
     match hypervisor {
@@ -90,10 +140,28 @@ pub fn xen_image() -> PathBuf {
 
 /// One finished boot.
 pub struct Boot {
+    /// As run, with its devices prepared.
     pub config: RunConfig,
     pub outcome: Outcome,
     pub report: Report,
     pub verdict: Verdict,
+    /// Removes the devices' files when the test ends well.
+    _io: IoFiles,
+}
+
+/// The run's device directory: removed when the test passes, kept (and named) when it
+/// panics, so a failing boot test leaves the images and virtcon.log to look at.
+struct IoFiles(Option<PathBuf>);
+
+impl Drop for IoFiles {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0
+            && let Some(line) = devices::keep_or_remove(dir, !std::thread::panicking())
+        {
+            // Shown with the failing test's output.
+            println!("{line}");
+        }
+    }
 }
 
 /// How a healthy boot entered the kernel and updates its page tables: `boot=` and
@@ -117,11 +185,21 @@ pub const XEN_PV: Entry = Entry {
     paging: "xen-pv-mmu",
 };
 
-/// Boots the kernel in `env` on `machine` with `mem` and `cmdline`.
+/// Boots the kernel in `env` on `machine` with `mem` and `cmdline`, with the devices xtask
+/// attaches by default (none under Xen).
 ///
 /// `Env::Kvm` on a host without /dev/kvm fails the test with the reason, never falls back;
 /// so do the Xen environments when Xen could not be fetched.
 pub fn boot(env: Env, machine: Machine, mem: &str, cmdline: &str) -> Boot {
+    boot_with(env, machine, mem, cmdline, true)
+}
+
+/// [`boot`] with no devices attached.
+pub fn boot_without_devices(env: Env, machine: Machine, mem: &str, cmdline: &str) -> Boot {
+    boot_with(env, machine, mem, cmdline, false)
+}
+
+fn boot_with(env: Env, machine: Machine, mem: &str, cmdline: &str, devices: bool) -> Boot {
     let accel = env
         .resolve(&Kvm::probe())
         .unwrap_or_else(|e| panic!("{e}"))
@@ -134,7 +212,13 @@ pub fn boot(env: Env, machine: Machine, mem: &str, cmdline: &str) -> Boot {
     config.mem = mem.parse::<MemSize>().unwrap_or_else(|e| panic!("{e}"));
     config.cmdline = cmdline.to_string();
     config.timeout = BOOT_TIMEOUT;
+    config.devices &= devices;
+    config.prepare_devices().unwrap_or_else(|e| panic!("{e}"));
+    let io = IoFiles(config.attached().map(|io| io.dir.clone()));
     // libtest captures this and shows it only for a failing test.
+    if let Some(io) = config.attached() {
+        println!("{}", io.describe());
+    }
     let outcome = config
         .run(&mut |stream, line| match stream {
             Stream::Console => println!("{line}"),
@@ -142,6 +226,9 @@ pub fn boot(env: Env, machine: Machine, mem: &str, cmdline: &str) -> Boot {
         })
         .unwrap_or_else(|e| panic!("{e}"));
     let report = Report::from_lines(&outcome.console);
+    for check in &outcome.host_checks {
+        println!("{check}");
+    }
     let verdict = config.verdict(&outcome, &report);
     println!("{verdict}");
     Boot {
@@ -149,6 +236,7 @@ pub fn boot(env: Env, machine: Machine, mem: &str, cmdline: &str) -> Boot {
         outcome,
         report,
         verdict,
+        _io: io,
     }
 }
 
@@ -191,11 +279,14 @@ impl Boot {
             .unwrap_or_else(|_| self.fail(&format!("mem_mib={value} is not a number")))
     }
 
-    /// Checks everything a clean boot promises: exit 0, the hypervisor, boot entry and
-    /// paging backend on the env line, all tests passed and the required ones present, the
-    /// required benches plausible, and a `done` line.
+    /// Checks everything a clean boot promises: no failed host check, exit 0, the
+    /// hypervisor, boot entry and paging backend on the env line, all tests passed and the
+    /// required ones present, the required benches plausible, and a `done` line.
     #[track_caller]
     pub fn assert_healthy(&self, hypervisor: &str, entry: Entry) {
+        if let Some(check) = self.outcome.host_checks.iter().find(|c| c.failed()) {
+            self.fail(&check.to_string());
+        }
         self.check(self.verdict.exit_code() == 0, || "expected exit 0".into());
         self.assert_env("hypervisor", hypervisor);
         self.assert_env("boot", entry.boot);
@@ -219,6 +310,50 @@ impl Boot {
             format!("done says tests_failed={}", done.tests_failed)
         });
         self.check(done.boot_us > 0, || "done says boot_us=0".into());
+    }
+
+    /// Checks what the devices xtask attached promise on top of [`Boot::assert_healthy`]:
+    /// `pci=` on the env line, the I/O self-tests passed (on `-M pc` the ATA one too), their
+    /// benches plausible, and every host check run and passed.
+    #[track_caller]
+    pub fn assert_io(&self) {
+        let machine = self.config.machine;
+        self.check(self.config.attached().is_some(), || {
+            "no devices were attached".into()
+        });
+        self.assert_env("pci", expected_pci(machine));
+        let pc = machine == Machine::Pc;
+        let ata_tests: &[&str] = if pc { &REQUIRED_ATA_TESTS } else { &[] };
+        self.assert_tests_passed(&[&REQUIRED_IO_TESTS[..], ata_tests].concat());
+        self.assert_benches(&REQUIRED_IO_BENCHES);
+        if pc {
+            self.assert_benches(&REQUIRED_ATA_BENCHES);
+        }
+        let ata_check: &[&str] = if pc { &[devices::ATA_CHECK] } else { &[] };
+        for name in [&REQUIRED_HOST_CHECKS[..], ata_check].concat() {
+            match self.host_check(name) {
+                Some(check) => self.check(check.passed(), || check.to_string()),
+                None => self.fail(&format!("host check `{name}` missing")),
+            }
+        }
+    }
+
+    /// The host check called `name`.
+    pub fn host_check(&self, name: &str) -> Option<&HostCheck> {
+        self.outcome.host_checks.iter().find(|c| c.name == name)
+    }
+
+    /// Checks that each of `names` was reported and passed.
+    #[track_caller]
+    pub fn assert_tests_passed(&self, names: &[&str]) {
+        for &name in names {
+            match self.report.test(name) {
+                Some(test) => self.check(test.pass, || {
+                    format!("self-test {name} failed: {:?}", test.reason)
+                }),
+                None => self.fail(&format!("self-test {name} missing")),
+            }
+        }
     }
 
     /// Checks that each of `ids` was reported with plausible statistics.
@@ -248,13 +383,11 @@ impl Boot {
         self.check(version == "4.17", || {
             format!("env xen={version}, expected 4.17")
         });
-        for name in REQUIRED_XEN_TESTS {
-            match self.report.test(name) {
-                Some(test) => self.check(test.pass, || format!("self-test {name} failed")),
-                None => self.fail(&format!("self-test {name} missing")),
-            }
-        }
+        self.assert_tests_passed(&REQUIRED_XEN_TESTS);
         self.assert_benches(&REQUIRED_XEN_BENCHES);
+        self.check(self.outcome.host_checks.is_empty(), || {
+            "host checks ran, though Xen runs attach no devices".into()
+        });
         // Xen keeps some memory for itself (82 MiB of a 1 GiB machine with Xen 4.17) and
         // gives dom0 the rest.
         let found = self.mem_mib();

@@ -5,10 +5,13 @@
 //! [`qemu::RunConfig`] into a QEMU command and runs it with a timeout, [`report`] parses the
 //! kernel's `@janus` lines and turns a run into a [`report::Verdict`], and [`symbolize`]
 //! resolves backtrace addresses against the kernel ELF. [`xen`] fetches Xen and reads its
-//! console for runs with the kernel as Xen's dom0.
+//! console for runs with the kernel as Xen's dom0. [`devices`] prepares the paravirtual I/O
+//! devices a run attaches (disk images, the UDP echo, the virtio console's log) and checks
+//! on the host what the kernel did with them.
 
 pub mod build;
 pub mod cli;
+pub mod devices;
 pub mod host;
 pub mod libtest;
 pub mod lint;

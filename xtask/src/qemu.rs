@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 
+use crate::devices::udp_echo::{EchoThread, Patience};
+use crate::devices::{self, Attachment, HostCheck};
 use crate::host;
 use crate::report::{self, Report, Verdict};
 use crate::xen;
@@ -334,6 +336,12 @@ pub struct RunConfig {
     /// as `host-time=` for the kernel's wall-clock self-test; [`RunConfig::run`] sets it at
     /// launch.
     pub host_time: Option<u64>,
+    /// Whether QEMU attaches the paravirtual I/O devices ([`devices`]). Only a kernel QEMU
+    /// boots directly gets them: Janus has no Xen PV device drivers, so Xen runs never do.
+    pub devices: bool,
+    /// The attached devices' files and port: made by [`RunConfig::prepare_devices`], or by
+    /// [`RunConfig::run`] at launch.
+    pub io: Option<Attachment>,
 }
 
 impl RunConfig {
@@ -352,15 +360,18 @@ impl RunConfig {
             timeout: RunConfig::DEFAULT_TIMEOUT,
             guest: Guest::Direct,
             host_time: None,
+            devices: true,
+            io: None,
         }
     }
 
     /// A run of the kernel as Xen's dom0 on the machine ENVIRONMENTS.md verified: TCG,
-    /// `pc`, 1 GiB.
+    /// `pc`, 1 GiB, no devices.
     pub fn xen(dom0: xen::Dom0, xen: PathBuf, image: PathBuf) -> RunConfig {
         RunConfig {
             mem: xen::DEFAULT_MEM,
             guest: Guest::Xen { xen, dom0 },
+            devices: false,
             ..RunConfig::new(Accel::Tcg, Machine::Pc, image)
         }
     }
@@ -391,21 +402,58 @@ impl RunConfig {
         }
     }
 
-    /// What the kernel gets: the user's command line, then `host-time=` unless the user gave
-    /// one.
+    /// What the kernel gets: the user's command line, then `host-time=`, and
+    /// `net-echo=` when the devices are attached, each unless the user gave one.
     pub fn kernel_cmdline(&self) -> String {
-        match self.host_time {
-            Some(secs)
-                if !self
-                    .cmdline
-                    .split_whitespace()
-                    .any(|w| w.starts_with("host-time=")) =>
-            {
-                let separator = if self.cmdline.is_empty() { "" } else { " " };
-                format!("{}{separator}host-time={secs}", self.cmdline)
+        let mut line = self.cmdline.clone();
+        let mut add = |key: &str, value: String| {
+            if !devices::cmdline_has(&self.cmdline, key) {
+                if !line.is_empty() {
+                    line.push(' ');
+                }
+                line.push_str(&format!("{key}={value}"));
             }
-            _ => self.cmdline.clone(),
+        };
+        if let Some(secs) = self.host_time {
+            add("host-time", secs.to_string());
         }
+        if self.attached().is_some() {
+            add(
+                devices::NET_ECHO_KEY,
+                devices::NET_ECHO_WAIT_SECS.to_string(),
+            );
+        }
+        line
+    }
+
+    /// The devices this run attaches: none under Xen, with `devices` off, or before they
+    /// are prepared.
+    pub fn attached(&self) -> Option<&Attachment> {
+        match self.guest {
+            Guest::Direct if self.devices => self.io.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Creates the devices' files in a fresh directory under `<target>/janus-io` and picks
+    /// the echo port, unless this run attaches no devices or they are prepared already.
+    pub fn prepare_devices(&mut self) -> Result<(), devices::SetupError> {
+        if !self.wants_devices() {
+            return Ok(());
+        }
+        self.prepare_devices_under(&devices::default_root()?)
+    }
+
+    /// [`RunConfig::prepare_devices`] with the files under `root`.
+    pub fn prepare_devices_under(&mut self, root: &Path) -> Result<(), devices::SetupError> {
+        if self.wants_devices() {
+            self.io = Some(Attachment::create(root, &self.label(), self.machine)?);
+        }
+        Ok(())
+    }
+
+    fn wants_devices(&self) -> bool {
+        self.devices && self.guest == Guest::Direct && self.io.is_none()
     }
 
     /// The environment as verdicts name it, e.g. `tcg/microvm`, `xen-pvh/pc`, `xen-pv/q35`.
@@ -470,22 +518,62 @@ impl RunConfig {
         if let Some(firmware) = self.firmware() {
             command.args(["-bios", firmware]);
         }
+        if let Some(io) = self.attached() {
+            command.args(io.qemu_args());
+        }
         command
     }
 
     /// Boots, handing each output line to `sink` as it arrives, and kills QEMU at the
     /// timeout, or shortly after a line that says the machine will not stop by itself.
+    ///
+    /// With devices, prepares them unless done already, answers the kernel's
+    /// `@janus net-echo ready` with the UDP echo exchange, and after QEMU exits fills the
+    /// outcome's [`Outcome::host_checks`] and [`Outcome::io_dir`]; the caller removes or
+    /// keeps that directory ([`devices::keep_or_remove`]). When QEMU cannot be run, a
+    /// directory made here is removed.
     pub fn run(&self, sink: &mut dyn FnMut(Stream, &str)) -> Result<Outcome, RunError> {
-        let launch = RunConfig {
+        let mut launch = RunConfig {
             host_time: self.host_time.or_else(host::unix_time),
             ..self.clone()
         };
         launch.check().map_err(RunError::Config)?;
+        launch.prepare_devices().map_err(RunError::Devices)?;
+        let result = launch.run_prepared(sink);
+        if result.is_err()
+            && self.io.is_none()
+            && let Some(io) = launch.attached()
+        {
+            let _ = std::fs::remove_dir_all(&io.dir);
+        }
+        result
+    }
+
+    fn run_prepared(&self, sink: &mut dyn FnMut(Stream, &str)) -> Result<Outcome, RunError> {
         let ends_run = |line: &str| match self.guest {
             Guest::Direct => false,
             Guest::Xen { .. } => xen::console::terminal(line).is_some(),
         };
-        run_with_timeout(launch.command(), self.timeout, &ends_run, sink)
+        let io = self.attached();
+        let mut echo: Option<EchoThread> = None;
+        let mut watch = |stream: Stream, line: &str| {
+            sink(stream, line);
+            if let Some(io) = io
+                && echo.is_none()
+                && stream == Stream::Console
+                && devices::is_echo_ready(line)
+            {
+                echo = Some(EchoThread::spawn(io.echo_target(), Patience::default()));
+            }
+        };
+        let mut outcome = run_with_timeout(self.command(), self.timeout, &ends_run, &mut watch)?;
+        let echo = echo.map(EchoThread::finish);
+        if let Some(io) = io {
+            let report = Report::from_lines(&outcome.console);
+            outcome.host_checks = devices::host_checks(io, &report, echo.as_ref(), &self.cmdline);
+            outcome.io_dir = Some(io.dir.clone());
+        }
+        Ok(outcome)
     }
 
     /// The verdict on a run of this configuration.
@@ -521,6 +609,11 @@ pub struct Outcome {
     pub console: Vec<String>,
     /// QEMU's stderr lines.
     pub stderr: Vec<String>,
+    /// The host's checks of the attached devices, in the order they ran; empty without
+    /// devices.
+    pub host_checks: Vec<HostCheck>,
+    /// The run's device directory, when devices were attached.
+    pub io_dir: Option<PathBuf>,
 }
 
 impl Outcome {
@@ -538,6 +631,7 @@ impl Outcome {
 #[derive(Debug)]
 pub enum RunError {
     Config(ConfigError),
+    Devices(devices::SetupError),
     Spawn { program: String, source: io::Error },
     Wait(io::Error),
 }
@@ -546,6 +640,7 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::Config(e) => e.fmt(f),
+            RunError::Devices(e) => e.fmt(f),
             RunError::Spawn { program, source } => write!(
                 f,
                 "cannot start {program}: {source}; `cargo xtask run` installs QEMU when run as root"
@@ -727,9 +822,17 @@ mod tests {
         RunConfig::new(accel, machine, PathBuf::from("/tmp/janus"))
     }
 
+    /// A run with its devices prepared at `/t/io` and port 40000, without touching the file
+    /// system.
+    fn with_devices(accel: Accel, machine: Machine) -> RunConfig {
+        let mut c = config(accel, machine);
+        c.io = Some(Attachment::at("/t/io", 40000, machine));
+        c
+    }
+
     #[test]
     fn tcg_microvm_command_is_exactly_the_documented_one() {
-        let mut c = config(Accel::Tcg, Machine::Microvm);
+        let mut c = with_devices(Accel::Tcg, Machine::Microvm);
         c.cmdline = "selftest=fault log=debug".into();
         let command = c.command();
         assert_eq!(command.get_program(), PROGRAM);
@@ -754,10 +857,201 @@ mod tests {
                 "-kernel",
                 "/tmp/janus",
                 "-append",
-                "selftest=fault log=debug",
+                "selftest=fault log=debug net-echo=30",
                 "-device",
                 "isa-debug-exit,iobase=0xf4,iosize=4",
+                "-drive",
+                "if=none,id=janus-disk,file=/t/io/disk.img,format=raw",
+                "-device",
+                "virtio-blk-device,drive=janus-disk",
+                "-netdev",
+                "user,id=janus-net,hostfwd=udp:127.0.0.1:40000-:7",
+                "-device",
+                "virtio-net-device,netdev=janus-net",
+                "-device",
+                "virtio-rng-device",
+                "-device",
+                "virtio-serial-device",
+                "-chardev",
+                "file,id=janus-vcon,path=/t/io/virtcon.log",
+                "-device",
+                "virtconsole,chardev=janus-vcon",
             ]
+        );
+    }
+
+    #[test]
+    fn tcg_pc_command_is_exactly_the_documented_one() {
+        let c = with_devices(Accel::Tcg, Machine::Pc);
+        assert_eq!(
+            args(&c.command()),
+            [
+                "-accel",
+                "tcg",
+                "-M",
+                "pc",
+                "-m",
+                "128M",
+                "-cpu",
+                "max",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-kernel",
+                "/tmp/janus",
+                "-append",
+                "net-echo=30",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=4",
+                "-bios",
+                QBOOT_ROM,
+                "-drive",
+                "if=none,id=janus-disk,file=/t/io/disk.img,format=raw",
+                "-device",
+                "virtio-blk-pci,drive=janus-disk",
+                "-netdev",
+                "user,id=janus-net,hostfwd=udp:127.0.0.1:40000-:7",
+                "-device",
+                "virtio-net-pci,netdev=janus-net",
+                "-device",
+                "virtio-rng-pci",
+                "-device",
+                "virtio-serial-pci",
+                "-chardev",
+                "file,id=janus-vcon,path=/t/io/virtcon.log",
+                "-device",
+                "virtconsole,chardev=janus-vcon",
+                "-drive",
+                "file=/t/io/ata.img,if=ide,index=0,media=disk,format=raw",
+            ]
+        );
+    }
+
+    /// q35: the pc command on `-M q35`, without the IDE disk (its controller is AHCI).
+    #[test]
+    fn kvm_q35_command_is_exactly_the_documented_one() {
+        let c = with_devices(Accel::Kvm, Machine::Q35);
+        assert_eq!(
+            args(&c.command()),
+            [
+                "-accel",
+                "kvm",
+                "-M",
+                "q35",
+                "-m",
+                "128M",
+                "-cpu",
+                "host,-arch-capabilities",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-kernel",
+                "/tmp/janus",
+                "-append",
+                "net-echo=30",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=4",
+                "-bios",
+                QBOOT_ROM,
+                "-drive",
+                "if=none,id=janus-disk,file=/t/io/disk.img,format=raw",
+                "-device",
+                "virtio-blk-pci,drive=janus-disk",
+                "-netdev",
+                "user,id=janus-net,hostfwd=udp:127.0.0.1:40000-:7",
+                "-device",
+                "virtio-net-pci,netdev=janus-net",
+                "-device",
+                "virtio-rng-pci",
+                "-device",
+                "virtio-serial-pci",
+                "-chardev",
+                "file,id=janus-vcon,path=/t/io/virtcon.log",
+                "-device",
+                "virtconsole,chardev=janus-vcon",
+            ]
+        );
+    }
+
+    #[test]
+    fn without_devices_the_command_has_none_and_no_net_echo() {
+        let mut c = with_devices(Accel::Tcg, Machine::Pc);
+        c.devices = false;
+        let a = args(&c.command());
+        assert_eq!(value_of(&a, "-append").as_deref(), Some(""));
+        assert_eq!(a.last().map(String::as_str), Some(QBOOT_ROM));
+        assert!(
+            !a.iter()
+                .any(|x| x.contains("virtio") || x.contains("-drive"))
+        );
+        assert_eq!(c.attached(), None);
+    }
+
+    /// Xen runs attach nothing: Janus has no Xen PV device drivers.
+    #[test]
+    fn xen_runs_attach_no_devices_even_when_asked() {
+        for dom0 in DOM0S {
+            let mut c = xen_config(dom0);
+            assert!(!c.devices);
+            c.devices = true;
+            c.io = Some(Attachment::at("/t/io", 40000, Machine::Pc));
+            assert_eq!(c.attached(), None);
+            let a = args(&c.command());
+            assert!(
+                !a.iter().any(|x| x.contains("virtio") || x == "-drive"),
+                "{a:?}"
+            );
+            assert!(!c.kernel_cmdline().contains("net-echo"));
+            let mut unprepared = xen_config(dom0);
+            unprepared.devices = true;
+            unprepared
+                .prepare_devices_under(Path::new("/nonexistent/janus-io"))
+                .unwrap();
+            assert_eq!(unprepared.io, None);
+        }
+    }
+
+    #[test]
+    fn net_echo_follows_host_time_unless_the_user_gave_one() {
+        let mut c = with_devices(Accel::Tcg, Machine::Microvm);
+        c.host_time = Some(7);
+        assert_eq!(c.kernel_cmdline(), "host-time=7 net-echo=30");
+        c.cmdline = "log=debug".into();
+        assert_eq!(c.kernel_cmdline(), "log=debug host-time=7 net-echo=30");
+        c.cmdline = "net-echo=5 log=debug".into();
+        assert_eq!(c.kernel_cmdline(), "net-echo=5 log=debug host-time=7");
+        c.cmdline = "net-echoes=5".into();
+        assert_eq!(c.kernel_cmdline(), "net-echoes=5 host-time=7 net-echo=30");
+    }
+
+    #[test]
+    fn devices_are_prepared_once_and_only_when_attached() {
+        let mut c = with_devices(Accel::Tcg, Machine::Pc);
+        let before = c.io.clone();
+        c.prepare_devices_under(Path::new("/nonexistent/janus-io"))
+            .unwrap();
+        assert_eq!(c.io, before, "a second call keeps what is there");
+        let mut off = config(Accel::Tcg, Machine::Pc);
+        off.devices = false;
+        off.prepare_devices_under(Path::new("/nonexistent/janus-io"))
+            .unwrap();
+        assert_eq!(off.io, None);
+        let mut on = config(Accel::Tcg, Machine::Pc);
+        let err = on
+            .prepare_devices_under(Path::new("/proc/janus-io"))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot create the directory /proc/janus-io: "),
+            "{err}"
         );
     }
 

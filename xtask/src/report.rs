@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::devices::HostCheck;
 use crate::qemu::Outcome;
 use crate::xen;
 
@@ -414,6 +415,9 @@ pub enum VerdictKind {
     Pass,
     /// Status 35: the kernel ran to the end and a test failed.
     TestsFailed,
+    /// Status 33 and the output agrees, but a host check of the devices failed: what the
+    /// kernel did with them did not reach the host as it should have.
+    HostCheckFailed,
     /// Status 37 with `@janus abort kind=fault`.
     Fault,
     /// Status 37 with `@janus abort kind=panic`.
@@ -442,7 +446,7 @@ impl VerdictKind {
     pub fn exit_code(self) -> u8 {
         match self {
             VerdictKind::Pass => 0,
-            VerdictKind::TestsFailed => 1,
+            VerdictKind::TestsFailed | VerdictKind::HostCheckFailed => 1,
             _ => 2,
         }
     }
@@ -450,7 +454,7 @@ impl VerdictKind {
     fn word(self) -> &'static str {
         match self {
             VerdictKind::Pass => "PASS",
-            VerdictKind::TestsFailed => "FAIL",
+            VerdictKind::TestsFailed | VerdictKind::HostCheckFailed => "FAIL",
             VerdictKind::Fault => "FAULT",
             VerdictKind::Panic => "PANIC",
             VerdictKind::BadBootInfo => "BOOT-INFO",
@@ -500,12 +504,13 @@ impl fmt::Display for Verdict {
 /// How much of the command line a verdict quotes; a 4 KiB garbage line would drown it.
 const CMDLINE_QUOTE_MAX: usize = 48;
 
-/// Judges a run from QEMU's status and the kernel's output.
+/// Judges a run from QEMU's status, the kernel's output and the host's checks.
 ///
 /// `label` names the environment (`tcg/microvm`); `cmdline` is quoted in the verdict of an
 /// abort, where it usually says which self-test was asked for.
 pub fn verdict(label: &str, cmdline: &str, outcome: &Outcome, report: &Report) -> Verdict {
     let (kind, detail) = judge(cmdline, outcome, report);
+    let (kind, detail) = add_host_checks(kind, detail, &outcome.host_checks);
     Verdict {
         kind,
         label: label.to_string(),
@@ -549,6 +554,38 @@ fn judge(cmdline: &str, outcome: &Outcome, report: &Report) -> (VerdictKind, Str
             VerdictKind::QemuFailed,
             format!("QEMU ended with {status}, not a Janus exit value; {last_line}{qemu_said}"),
         ),
+    }
+}
+
+/// Fails a passing run on a failed host check, and names failed host checks beside failed
+/// tests. After an abort or a timeout the verdict stays what it is: the `host:` lines say
+/// the rest.
+fn add_host_checks(
+    kind: VerdictKind,
+    detail: String,
+    checks: &[HostCheck],
+) -> (VerdictKind, String) {
+    let failed: Vec<&HostCheck> = checks.iter().filter(|c| c.failed()).collect();
+    let what = match failed[..] {
+        [] => return (kind, detail),
+        [one] => format!("host check failed: {}: {}", one.name, one.detail),
+        ref several => format!(
+            "{} host checks failed: {}",
+            several.len(),
+            several
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    match kind {
+        VerdictKind::Pass => (
+            VerdictKind::HostCheckFailed,
+            format!("{what}; the kernel reported {detail}"),
+        ),
+        VerdictKind::TestsFailed => (kind, format!("{detail}; {what}")),
+        _ => (kind, detail),
     }
 }
 
@@ -692,6 +729,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::devices::CheckStatus;
 
     fn parse(line: &str) -> Record {
         parse_line(line)
@@ -1050,6 +1088,76 @@ mod tests {
             assert_eq!(v.exit_code(), 2);
             assert!(v.detail.contains(expected), "{v}");
         }
+    }
+
+    fn host_check(name: &'static str, status: CheckStatus) -> HostCheck {
+        HostCheck {
+            name,
+            status,
+            detail: format!("{name} detail"),
+        }
+    }
+
+    #[test]
+    fn a_failed_host_check_fails_a_passing_run_with_exit_1() {
+        let mut o = outcome(Some(33), HEALTHY);
+        o.host_checks = vec![
+            host_check("disk check", CheckStatus::Passed),
+            host_check("udp echo", CheckStatus::Failed),
+            host_check("virtio-console check", CheckStatus::NotChecked),
+        ];
+        let v = verdict("tcg/pc", "", &o, &Report::from_lines(&o.console));
+        assert_eq!(v.kind, VerdictKind::HostCheckFailed);
+        assert_eq!(v.exit_code(), 1);
+        assert_eq!(
+            v.to_string(),
+            "janus: FAIL tcg/pc: host check failed: udp echo: udp echo detail; the kernel \
+             reported 2 tests passed, 0 failed, 1 benches, boot 812 us"
+        );
+        o.host_checks[2].status = CheckStatus::Failed;
+        let v = verdict("tcg/pc", "", &o, &Report::from_lines(&o.console));
+        assert!(
+            v.detail
+                .starts_with("2 host checks failed: udp echo, virtio-console check; "),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn passed_and_unchecked_host_checks_leave_the_verdict_alone() {
+        let mut o = outcome(Some(33), HEALTHY);
+        o.host_checks = vec![
+            host_check("disk check", CheckStatus::Passed),
+            host_check("udp echo", CheckStatus::NotChecked),
+        ];
+        let v = verdict("tcg/pc", "", &o, &Report::from_lines(&o.console));
+        assert_eq!(v.kind, VerdictKind::Pass);
+    }
+
+    #[test]
+    fn failed_host_checks_join_failed_tests_and_not_aborts() {
+        let lines = [
+            &HEALTHY[..3],
+            &[
+                "@janus test heap fail reason=leak",
+                "@janus done tests_passed=1 tests_failed=1 boot_us=9",
+            ],
+        ]
+        .concat();
+        let mut o = outcome(Some(35), &lines);
+        o.host_checks = vec![host_check("disk check", CheckStatus::Failed)];
+        let v = verdict("tcg/pc", "", &o, &Report::from_lines(&o.console));
+        assert_eq!(v.kind, VerdictKind::TestsFailed);
+        assert_eq!(
+            v.detail,
+            "1 of 2 tests failed: heap (reason=leak); host check failed: disk check: disk \
+             check detail"
+        );
+        let mut o = outcome(Some(37), &["@janus abort kind=panic location=x.rs:1"]);
+        o.host_checks = vec![host_check("disk check", CheckStatus::Failed)];
+        let v = verdict("tcg/pc", "", &o, &Report::from_lines(&o.console));
+        assert_eq!(v.kind, VerdictKind::Panic);
+        assert_eq!(v.detail, "location=x.rs:1");
     }
 
     #[test]

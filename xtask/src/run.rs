@@ -4,16 +4,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::Failure;
+use crate::devices;
 use crate::host;
-use crate::qemu::{Env, Kvm, Machine, MemSize, RunConfig, Stream};
+use crate::qemu::{Env, Guest, Kvm, Machine, MemSize, RunConfig, Stream};
 use crate::report::{self, Record, Report};
 use crate::symbolize::Symbolizer;
 use crate::workspace::Workspace;
 use crate::xen;
 
-/// Boots the kernel under QEMU, streams the console, symbolizes fault backtraces and ends
-/// with a one-line verdict. Exit status: 0 all passed, 1 a test failed, 2 panic, fault,
-/// timeout, no output or an unexpected QEMU status.
+/// Boots the kernel under QEMU with its paravirtual I/O devices, streams the console,
+/// symbolizes fault backtraces, checks on the host what the kernel did with the devices and
+/// ends with a one-line verdict. Exit status: 0 all passed, 1 a test or a host check
+/// failed, 2 panic, fault, timeout, no output or an unexpected QEMU status.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Where to run.
@@ -35,6 +37,9 @@ pub struct Args {
     /// Boot this ELF instead of building the kernel.
     #[arg(long)]
     pub image: Option<PathBuf>,
+    /// Attach no virtio devices and no ATA disk (under Xen there are none anyway).
+    #[arg(long)]
+    pub no_devices: bool,
 }
 
 pub fn run(args: &Args) -> Result<u8, Failure> {
@@ -65,17 +70,50 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     }
     config.cmdline = args.cmdline.clone();
     config.timeout = Duration::from_secs(args.timeout);
+    if args.no_devices {
+        config.devices = false;
+    }
     config.check()?;
     if config.firmware().is_some() {
         host::ensure(&host::QBOOT)?;
     }
+    config.prepare_devices_under(&workspace.target_dir.join(devices::ROOT_DIR))?;
+    println!("{}", devices_line(&config));
     println!("running: {}", host::command_line(&config.command()));
     let mut console = Console::new(&config.image, &workspace.root);
-    let outcome = config.run(&mut |stream, line| console.show(stream, line))?;
+    let outcome = match config.run(&mut |stream, line| console.show(stream, line)) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let Some(io) = config.attached() {
+                let _ = std::fs::remove_dir_all(&io.dir);
+            }
+            return Err(e.into());
+        }
+    };
     let report = Report::from_lines(&outcome.console);
+    for check in &outcome.host_checks {
+        println!("{check}");
+    }
     let verdict = config.verdict(&outcome, &report);
+    if let Some(dir) = &outcome.io_dir
+        && let Some(line) = devices::keep_or_remove(dir, verdict.exit_code() == 0)
+    {
+        println!("{line}");
+    }
     println!("{verdict}");
     Ok(verdict.exit_code())
+}
+
+/// The one line that tells the user which devices the run attaches.
+fn devices_line(config: &RunConfig) -> String {
+    match (config.attached(), &config.guest) {
+        (Some(io), _) => io.describe(),
+        (None, Guest::Xen { dom0, .. }) => format!(
+            "devices: none (--env {}: Janus has no Xen PV device drivers)",
+            dom0.env_name()
+        ),
+        (None, Guest::Direct) => "devices: none (--no-devices)".to_string(),
+    }
 }
 
 /// Prints the run as it happens, adding source locations to fault addresses.
