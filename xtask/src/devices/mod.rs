@@ -607,15 +607,22 @@ mod tests {
 
     impl TempRun {
         fn new(machine: Machine) -> TempRun {
-            let root =
-                std::env::temp_dir().join(format!("janus-devices-test-{}", std::process::id()));
+            // A root of its own, so removing it races with no other test.
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let root = std::env::temp_dir().join(format!(
+                "janus-devices-test-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
             TempRun(Attachment::create_sized(&root, "tcg/test", machine, SECTORS).unwrap())
         }
     }
 
     impl Drop for TempRun {
         fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0.dir);
+            if let Some(root) = self.0.dir.parent() {
+                let _ = fs::remove_dir_all(root);
+            }
         }
     }
 
