@@ -13,10 +13,10 @@ use janus_drivers::virtio_blk::{MAX_IN_FLIGHT, Operation};
 
 use super::stats;
 use crate::arch::cpu::rdtsc_ordered;
+use crate::devices::dma::DmaBuffer;
 use crate::devices::{self, Completion, ata, blk::BlockDevice};
 use crate::net::{DISCARD_PORT, GATEWAY};
 use crate::println;
-use crate::selftest::io::DmaBuffer;
 use crate::time::clock;
 use crate::time::tsc::Frequency;
 
@@ -63,7 +63,7 @@ pub fn run_all(tsc: Option<Frequency>) {
 }
 
 fn block(device: &mut BlockDevice, tsc: Option<Frequency>) {
-    let Ok(mut buf) = DmaBuffer::new(PASS_BYTES) else {
+    let Some(mut buf) = DmaBuffer::new(PASS_BYTES) else {
         println!("warning: no DMA memory for the block benchmarks");
         return;
     };
@@ -88,9 +88,9 @@ fn block(device: &mut BlockDevice, tsc: Option<Frequency>) {
         }
     }
     // Writes only to a disk xtask prepared, in its guest half, with the guest's pattern.
-    let first = &mut buf.bytes()[..SECTOR_SIZE];
-    let test_disk =
-        device.read(0, first).is_ok() && disk_pattern::classify(0, first) == Some(Writer::Host);
+    let test_disk = device
+        .holds_host_pattern(&mut buf.bytes()[..SECTOR_SIZE])
+        .unwrap_or(false);
     let region = disk_pattern::guest_writable(capacity).start;
     if test_disk && region + pass_sectors <= capacity {
         disk_pattern::fill_sectors(Writer::Guest, region, buf.bytes());

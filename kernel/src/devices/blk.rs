@@ -4,6 +4,7 @@
 
 use core::fmt;
 
+use janus_drivers::disk_pattern::{self, Writer};
 use janus_drivers::virtio_blk::{BlkError, Completion, Operation, VirtioBlk};
 
 use super::Completion as Mode;
@@ -147,6 +148,13 @@ impl BlockDevice {
             sector,
             core::ptr::from_ref(buf).cast_mut(),
         )
+    }
+
+    /// Whether sector 0 holds xtask's pattern: only such a disk is ever written to.
+    /// `sector` is one sector of scratch space.
+    pub fn holds_host_pattern(&mut self, sector: &mut [u8]) -> Result<bool, IoError> {
+        self.read(0, sector)?;
+        Ok(disk_pattern::classify(0, sector) == Some(Writer::Host))
     }
 
     /// Makes earlier writes durable; `false` when the device has no flush (its writes are

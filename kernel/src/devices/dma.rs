@@ -47,6 +47,35 @@ pub fn free(paddr: PhysAddr, count: u64) -> bool {
     })
 }
 
+/// Whole pages a device reaches directly (no bounce), zeroed, freed on drop.
+pub struct DmaBuffer {
+    paddr: PhysAddr,
+    ptr: NonNull<u8>,
+    pages: u64,
+}
+
+impl DmaBuffer {
+    /// At least `bytes` bytes; `None` when RAM has no such contiguous run.
+    pub fn new(bytes: usize) -> Option<Self> {
+        let pages = (bytes as u64).div_ceil(FRAME_SIZE);
+        let (paddr, ptr) = allocate(pages)?;
+        Some(Self { paddr, ptr, pages })
+    }
+
+    pub fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `pages` frames, identity-mapped and ours until drop.
+        unsafe {
+            core::slice::from_raw_parts_mut(self.ptr.as_ptr(), (self.pages * FRAME_SIZE) as usize)
+        }
+    }
+}
+
+impl Drop for DmaBuffer {
+    fn drop(&mut self) {
+        free(self.paddr, self.pages);
+    }
+}
+
 /// The physical address of `buffer` when it is physically contiguous.
 fn contiguous_physical(buffer: NonNull<[u8]>) -> Option<PhysAddr> {
     let start = VirtAddr::from_ptr(buffer.as_ptr().cast::<u8>());

@@ -26,7 +26,7 @@ enum Origin {
     Probe,
 }
 
-/// Adds a candidate for every device found; returns how many windows were looked at.
+/// Adds a candidate for every device found; refuses, by name, listed entries with none.
 pub fn probe(dsdt: &[MmioDevice], cmdline: &str, candidates: &mut Vec<Candidate>) {
     let mut entries: Vec<(MmioDevice, Origin, String)> = dsdt
         .iter()

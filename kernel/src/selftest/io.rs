@@ -3,52 +3,21 @@
 //! source.
 
 use alloc::format;
-use core::ptr::NonNull;
-
 use janus_drivers::disk_pattern::{self, SECTOR_SIZE, Writer};
 
 use super::{Failure, Outcome, ensure};
-use crate::devices::{self, ata, dma};
+use crate::devices::dma::DmaBuffer;
+use crate::devices::{self, ata};
 use crate::net::{self, GATEWAY};
 use crate::println;
 use crate::time::clock;
 
-/// A buffer of whole pages the device can reach directly (no bounce), freed on drop.
-pub struct DmaBuffer {
-    paddr: x86_64::PhysAddr,
-    ptr: NonNull<u8>,
-    pages: u64,
-}
-
-impl DmaBuffer {
-    pub fn new(bytes: usize) -> Result<Self, Failure> {
-        let pages = (bytes as u64).div_ceil(4096);
-        let (paddr, ptr) = dma::allocate(pages).ok_or(Failure(format!(
-            "no {bytes} bytes of contiguous DMA memory"
-        )))?;
-        Ok(Self { paddr, ptr, pages })
-    }
-
-    pub fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: `pages` frames, identity-mapped and ours until drop.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), (self.pages * 4096) as usize) }
-    }
-}
-
-impl Drop for DmaBuffer {
-    fn drop(&mut self) {
-        dma::free(self.paddr, self.pages);
-    }
-}
-
-/// Reads a sector, to see whether this disk is one xtask prepared.
+/// Reads sector 0, to see whether this disk is one xtask prepared.
 fn is_test_disk(
     device: &mut devices::blk::BlockDevice,
     buf: &mut DmaBuffer,
 ) -> Result<bool, Failure> {
-    let sector = &mut buf.bytes()[..SECTOR_SIZE];
-    device.read(0, sector)?;
-    Ok(disk_pattern::classify(0, sector) == Some(Writer::Host))
+    Ok(device.holds_host_pattern(&mut buf.bytes()[..SECTOR_SIZE])?)
 }
 
 const CHUNK: usize = 64 * 1024;
@@ -58,7 +27,7 @@ const CHUNK: usize = 64 * 1024;
 pub fn blk_read(seed: u64) -> Outcome {
     let mut guard = devices::BLOCK.lock();
     let device = guard.as_mut().ok_or("no virtio-blk device")?;
-    let mut buf = DmaBuffer::new(CHUNK)?;
+    let mut buf = DmaBuffer::new(CHUNK).ok_or("no contiguous DMA memory for 64 KiB")?;
     ensure!(
         is_test_disk(device, &mut buf)?,
         "sector 0 does not hold xtask's pattern: not a Janus test disk, nothing checked"
@@ -100,7 +69,7 @@ pub fn blk_read(seed: u64) -> Outcome {
 pub fn blk_write() -> Outcome {
     let mut guard = devices::BLOCK.lock();
     let device = guard.as_mut().ok_or("no virtio-blk device")?;
-    let mut buf = DmaBuffer::new(CHUNK)?;
+    let mut buf = DmaBuffer::new(CHUNK).ok_or("no contiguous DMA memory for 64 KiB")?;
     ensure!(
         is_test_disk(device, &mut buf)?,
         "sector 0 does not hold xtask's pattern: this disk is not written to"
