@@ -306,6 +306,7 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
             boot,
             acpi.as_ref(),
             options.io_completion,
+            options.pci_irq,
             options.seed.unwrap_or_else(cpu::rdtsc_ordered),
         ))
     };
@@ -331,13 +332,20 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
     let ready = cpu::rdtsc_ordered();
 
     let seed = options.seed.unwrap_or(ready);
-    let summary = crate::selftest::run_all(
-        seed,
-        hypervisor,
-        xen,
-        options.host_time,
-        options.net_echo_secs,
-    );
+    let summary = if options.tests {
+        crate::selftest::run_all(
+            seed,
+            hypervisor,
+            xen,
+            options.host_time,
+            options.net_echo_secs,
+        )
+    } else {
+        crate::selftest::Summary {
+            passed: 0,
+            failed: 0,
+        }
+    };
     if let Some(test) = options.selftest {
         if test == cmdline::SelfTest::StackOverflow && pv.is_some() {
             println!(
@@ -349,10 +357,13 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
         }
         crate::selftest::provoke::run(test);
     }
-    // SAFETY: CPUID says KVM, and the kernel runs at CPL 0.
-    let kvm = kvm_features
-        .map(|_| unsafe { KvmHypercalls::new(HypercallInstruction::detect_with(cpuid::cpuid)) });
-    crate::bench::run_all(&time, xen, kvm.as_ref());
+    if options.bench {
+        // SAFETY: CPUID says KVM, and the kernel runs at CPL 0.
+        let kvm = kvm_features.map(|_| unsafe {
+            KvmHypercalls::new(HypercallInstruction::detect_with(cpuid::cpuid))
+        });
+        crate::bench::run_all(&time, xen, kvm.as_ref());
+    }
 
     let boot_cycles = ready - boot::boot_tsc();
     match frequency {

@@ -18,8 +18,8 @@ fn tcg_microvm_passes() {
     run.assert_mem_near(128);
 }
 
-/// With the virtio devices on PCI (configuration space through ports 0xcf8/0xcfc) and the
-/// ATA baseline disk.
+/// With the virtio devices on PCI (configuration space through ports 0xcf8/0xcfc), each
+/// interrupting by MSI-X, and the ATA baseline disk.
 #[test]
 fn tcg_pc_qboot_passes() {
     let run = boot(Env::Tcg, Machine::Pc, "128M", "");
@@ -27,6 +27,40 @@ fn tcg_pc_qboot_passes() {
     run.assert_io();
     run.assert_benches(&REQUIRED_PC_CLOCK_BENCHES);
     run.assert_mem_near(128);
+    run.assert_completion_route("virtio-blk", "interrupt vector 0x40");
+    run.assert_completion_route("virtio-net", "interrupt vector 0x41");
+}
+
+/// `pci-irq=intx`: the virtio devices interrupt by INTx through the IOAPIC, as a device
+/// without MSI-X would, and their completions still arrive by interrupt. qboot routes PIRQC
+/// and PIRQD, which INTA# of virtio-blk at 00:03.0 and virtio-net at 00:04.0 drive, to IRQ
+/// 11: the two share the line and its vector. (qboot's Interrupt Line says 10 for 00:04.0.)
+#[test]
+fn tcg_pc_intx_interrupts_pass() {
+    let run = boot(Env::Tcg, Machine::Pc, "128M", "pci-irq=intx");
+    run.assert_healthy("tcg", PVH);
+    run.assert_io();
+    run.assert_benches(&REQUIRED_PC_CLOCK_BENCHES);
+    run.assert_mem_near(128);
+    for device in ["virtio-blk", "virtio-net"] {
+        run.assert_completion_route(device, "interrupt INTx GSI 11 -> vector 0x40");
+    }
+    run.assert_completion_interrupts_arrive();
+}
+
+/// [`tcg_pc_intx_interrupts_pass`] on Q35, where INTA# of virtio-blk at 00:02.0 and
+/// virtio-net at 00:03.0 drive PIRQG and PIRQH, which the ICH9 wires to IOAPIC inputs 22 and
+/// 23: a line and a vector each.
+#[test]
+fn tcg_q35_intx_interrupts_pass() {
+    let run = boot(Env::Tcg, Machine::Q35, "128M", "pci-irq=intx");
+    run.assert_healthy("tcg", PVH);
+    run.assert_io();
+    run.assert_benches(&REQUIRED_PC_CLOCK_BENCHES);
+    run.assert_mem_near(128);
+    run.assert_completion_route("virtio-blk", "interrupt INTx GSI 22 -> vector 0x40");
+    run.assert_completion_route("virtio-net", "interrupt INTx GSI 23 -> vector 0x41");
+    run.assert_completion_interrupts_arrive();
 }
 
 /// With the virtio devices on PCIe (configuration space through ECAM), no IDE.
@@ -317,6 +351,27 @@ fn xen_pv_fault_selftest_reports_and_exits_2() {
 #[ignore = "needs /dev/kvm"]
 fn kvm_microvm_passes() {
     let run = boot(Env::Kvm, Machine::Microvm, "128M", "");
+    run.assert_healthy("kvm", PVH);
+    run.assert_io();
+    run.assert_mem_near(128);
+}
+
+/// The virtio devices on PCI and the ATA disk under KVM, as `tcg_pc_qboot_passes` under TCG.
+#[test]
+#[ignore = "needs /dev/kvm"]
+fn kvm_pc_qboot_passes() {
+    let run = boot(Env::Kvm, Machine::Pc, "128M", "");
+    run.assert_healthy("kvm", PVH);
+    run.assert_io();
+    run.assert_benches(&REQUIRED_PC_CLOCK_BENCHES);
+    run.assert_mem_near(128);
+}
+
+/// The virtio devices on PCI Express with ECAM under KVM.
+#[test]
+#[ignore = "needs /dev/kvm"]
+fn kvm_q35_qboot_passes() {
+    let run = boot(Env::Kvm, Machine::Q35, "128M", "");
     run.assert_healthy("kvm", PVH);
     run.assert_io();
     run.assert_mem_near(128);

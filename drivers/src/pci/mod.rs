@@ -1,5 +1,5 @@
 //! PCI bus support: configuration space access, enumeration, BAR sizing and assignment,
-//! capability lists, MSI-X and virtio-pci's vendor capabilities.
+//! capability lists, MSI-X, virtio-pci's vendor capabilities, and where INTx pins are routed.
 //!
 //! QEMU's `pc` and `q35` machines boot Janus through qboot, which numbers no bridges and
 //! assigns no BARs: every BAR reads back 0 with decode disabled (`info pci` in the QEMU
@@ -22,6 +22,7 @@ mod capability;
 pub mod command;
 mod config;
 mod enumerate;
+mod intx;
 pub mod msix;
 pub mod virtio;
 
@@ -39,6 +40,9 @@ pub use capability::{
 pub use command::{disable_intx, enable};
 pub use config::{ConfigSpace, Ecam, PortIo};
 pub use enumerate::{EnumerationProblem, Function, HeaderType, enumerate, enumerate_from};
+pub use intx::{
+    IntxRoute, IntxRouting, PIIX3_ISA_BRIDGE, PIIX3_PIRQ_ROUTE, intx_route, piix3_routed_irq,
+};
 
 /// Where a function sits: bus, device (0..32) and function (0..8) numbers.
 ///

@@ -113,6 +113,15 @@ pub enum Completion {
     Poll,
 }
 
+/// How a PCI device's interrupt reaches the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PciInterrupt {
+    /// A message through MSI-X when the function has it, else INTx (default).
+    Msix,
+    /// Always the legacy INTx pin through the IOAPIC, MSI-X left disabled.
+    Intx,
+}
+
 /// The options the kernel understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -127,6 +136,10 @@ pub struct Options {
     /// `mmu-batch=on|off`: whether the Xen PV MMU queues page-table updates and sends them
     /// in batches (default), or makes one hypercall per update, for comparison.
     pub mmu_batch: bool,
+    /// `tests=on|off`: run the self-tests (`off` with `bench=off` only boots, for timing).
+    pub tests: bool,
+    /// `bench=on|off`: run the benchmarks.
+    pub bench: bool,
     /// `clock=kvmclock|xen-pvclock|tsc|hpet|pmtimer`; default: the platform's choice.
     pub clock: Option<ClockChoice>,
     /// `host-time=<unix seconds>`: the host's wall clock when it launched the machine, which
@@ -134,6 +147,8 @@ pub struct Options {
     pub host_time: Option<u64>,
     /// `io-completion=interrupt|poll`: how drivers wait for their devices.
     pub io_completion: Completion,
+    /// `pci-irq=msix|intx`: how PCI devices interrupt.
+    pub pci_irq: PciInterrupt,
     /// `net-echo=<seconds>`: serve UDP echo on port 7 until the host sends its end marker,
     /// for at most this long; xtask passes it when it forwards a host port.
     pub net_echo_secs: Option<u64>,
@@ -147,9 +162,12 @@ impl Default for Options {
             seed: None,
             paging: None,
             mmu_batch: true,
+            tests: true,
+            bench: true,
             clock: None,
             host_time: None,
             io_completion: Completion::Interrupt,
+            pci_irq: PciInterrupt::Msix,
             net_echo_secs: None,
         }
     }
@@ -203,6 +221,7 @@ const ON_OFF: &str = "on|off";
 const CLOCKS: &str = "kvmclock|xen-pvclock|tsc|hpet|pmtimer";
 const HOST_TIME: &str = "seconds since the Unix epoch";
 const COMPLETIONS: &str = "interrupt|poll";
+const PCI_INTERRUPTS: &str = "msix|intx";
 const NET_ECHO: &str = "seconds to serve the UDP echo";
 /// Linux's `size@base:irq` device entries; `devices::virtio_mmio` reads them from the raw
 /// command line, since there may be several.
@@ -222,10 +241,11 @@ pub fn parse(cmdline: &str, mut warn: impl FnMut(Warning<'_>)) -> Options {
             "selftest" => SELFTESTS,
             "seed" => SEED,
             "paging" => PAGING,
-            "mmu-batch" => ON_OFF,
+            "mmu-batch" | "tests" | "bench" => ON_OFF,
             "clock" => CLOCKS,
             "host-time" => HOST_TIME,
             "io-completion" => COMPLETIONS,
+            "pci-irq" => PCI_INTERRUPTS,
             "net-echo" => NET_ECHO,
             VIRTIO_MMIO_DEVICE => continue,
             _ => {
@@ -242,9 +262,12 @@ pub fn parse(cmdline: &str, mut warn: impl FnMut(Warning<'_>)) -> Options {
             "selftest" => parse_selftest(value).map(|test| options.selftest = Some(test)),
             "paging" => parse_paging(value).map(|paging| options.paging = Some(paging)),
             "mmu-batch" => parse_on_off(value).map(|on| options.mmu_batch = on),
+            "tests" => parse_on_off(value).map(|on| options.tests = on),
+            "bench" => parse_on_off(value).map(|on| options.bench = on),
             "clock" => parse_clock(value).map(|clock| options.clock = Some(clock)),
             "host-time" => parse_u64(value).map(|secs| options.host_time = Some(secs)),
             "io-completion" => parse_completion(value).map(|c| options.io_completion = c),
+            "pci-irq" => parse_pci_interrupt(value).map(|irq| options.pci_irq = irq),
             "net-echo" => parse_u64(value).map(|secs| options.net_echo_secs = Some(secs)),
             _ => parse_u64(value).map(|seed| options.seed = Some(seed)),
         };
@@ -277,6 +300,14 @@ fn parse_completion(value: &str) -> Option<Completion> {
     match value {
         "interrupt" => Some(Completion::Interrupt),
         "poll" => Some(Completion::Poll),
+        _ => None,
+    }
+}
+
+fn parse_pci_interrupt(value: &str) -> Option<PciInterrupt> {
+    match value {
+        "msix" => Some(PciInterrupt::Msix),
+        "intx" => Some(PciInterrupt::Intx),
         _ => None,
     }
 }
@@ -420,8 +451,8 @@ mod tests {
     fn known_options_are_parsed() {
         let (options, warnings) = parse_collecting(
             "log=debug\tselftest=stack-overflow  seed=0x2A paging=xen-pv-mmu mmu-batch=off \
-             clock=hpet host-time=1795264496 io-completion=poll net-echo=30 \
-             virtio_mmio.device=512@0xfeb00e00:12",
+             clock=hpet host-time=1795264496 io-completion=poll pci-irq=intx net-echo=30 \
+             tests=off bench=off virtio_mmio.device=512@0xfeb00e00:12",
         );
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
@@ -432,9 +463,12 @@ mod tests {
                 seed: Some(42),
                 paging: Some(Paging::XenPv),
                 mmu_batch: false,
+                tests: false,
+                bench: false,
                 clock: Some(ClockChoice::Hpet),
                 host_time: Some(1_795_264_496),
                 io_completion: Completion::Poll,
+                pci_irq: PciInterrupt::Intx,
                 net_echo_secs: Some(30),
             }
         );
@@ -471,6 +505,46 @@ mod tests {
         assert_eq!(options.log_level, LevelFilter::Off);
         assert_eq!(options.selftest, Some(SelfTest::Fault));
         assert_eq!(options.seed, Some(u64::MAX));
+    }
+
+    #[test]
+    fn tests_and_bench_are_on_unless_turned_off() {
+        let defaults = Options::default();
+        assert!(defaults.tests && defaults.bench);
+        let (options, warnings) = parse_collecting("bench=off");
+        assert!(options.tests && !options.bench && warnings.is_empty());
+        assert_eq!(
+            parse_collecting("tests=no").1,
+            ["bad value 'no' for 'tests' (expected on|off) ignored"]
+        );
+    }
+
+    #[test]
+    fn pci_irq_takes_msix_or_intx_and_warns_on_anything_else() {
+        assert_eq!(Options::default().pci_irq, PciInterrupt::Msix);
+        assert_eq!(
+            parse_collecting("pci-irq=intx pci-irq=msix").0.pci_irq,
+            PciInterrupt::Msix
+        );
+        assert_eq!(
+            parse_collecting("pci-irq=msix pci-irq=intx").0.pci_irq,
+            PciInterrupt::Intx
+        );
+        for bad in ["msi", "INTX", "", "intx,msix"] {
+            let line = alloc::format!("pci-irq={bad}");
+            let (options, warnings) = parse_collecting(&line);
+            assert_eq!(options.pci_irq, PciInterrupt::Msix, "{bad}");
+            assert_eq!(
+                warnings,
+                [alloc::format!(
+                    "bad value '{bad}' for 'pci-irq' (expected msix|intx) ignored"
+                )]
+            );
+        }
+        assert_eq!(
+            parse_collecting("pci-irq").1,
+            ["option 'pci-irq' needs a value (expected msix|intx) ignored"]
+        );
     }
 
     #[test]

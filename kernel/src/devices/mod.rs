@@ -31,6 +31,7 @@ use virtio_drivers::device::rng::VirtIORng;
 use virtio_drivers::transport::{DeviceType, SomeTransport, Transport as _};
 
 pub use crate::boot::cmdline::Completion;
+use crate::boot::cmdline::PciInterrupt;
 use crate::boot::pvh::BootInfo;
 use crate::platform::acpi;
 use crate::println;
@@ -64,15 +65,16 @@ pub struct Summary {
 }
 
 /// Finds and sets up every device the kernel drives. `acpi` gives the ECAM windows and the
-/// DSDT's virtio-mmio transports.
+/// DSDT's virtio-mmio transports; `pci_interrupt` says whether PCI devices may use MSI-X.
 pub fn probe(
     boot: &BootInfo,
     acpi: Option<&acpi::Platform>,
     mode: Completion,
+    pci_interrupt: PciInterrupt,
     seed: u64,
 ) -> Summary {
     let mut candidates = Vec::new();
-    let pci = pci::probe(boot, acpi, &mut candidates);
+    let pci = pci::probe(boot, acpi, pci_interrupt, &mut candidates);
     let dsdt = acpi.map_or(&[][..], |a| &a.virtio_mmio[..]);
     if pci.root.is_none() || !dsdt.is_empty() || has_mmio_entries(boot.cmdline()) {
         virtio_mmio::probe(dsdt, boot.cmdline(), &mut candidates);
@@ -184,7 +186,10 @@ fn bring_up(candidate: Candidate, mode: Completion, seed: u64) -> Option<&'stati
 
 fn completion_text(vector: Option<u8>) -> String {
     match vector {
-        Some(v) => alloc::format!("interrupt vector {v:#x}"),
+        Some(v) => match irq::line_gsi(v) {
+            Some(gsi) => alloc::format!("interrupt INTx GSI {gsi} -> vector {v:#x}"),
+            None => alloc::format!("interrupt vector {v:#x}"),
+        },
         None => String::from("polled"),
     }
 }

@@ -1,7 +1,7 @@
 //! The PCI bus: configuration space through ECAM when ACPI's MCFG gives a window, else
 //! through ports 0xCF8/0xCFC; every bus walked; the BARs of the devices the kernel drives
 //! sized, placed (qboot leaves them unassigned) and mapped uncached; interrupts by MSI-X, or
-//! by INTx through the IOAPIC.
+//! by INTx through the IOAPIC, on the input the chipset routes the pin to.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -12,7 +12,8 @@ use core::ops::{Range, RangeInclusive};
 use janus_drivers::pci::msix::{self, MsixCapability, MsixTable};
 use janus_drivers::pci::virtio::{self as virtio_pci, VirtioPciCapability};
 use janus_drivers::pci::{
-    self as bus, Address, Bar, BarAllocator, ConfigSpace, Ecam, Function, PortIo, command,
+    self as bus, Address, Bar, BarAllocator, ConfigSpace, Ecam, Function, IntxRoute, IntxRouting,
+    PortIo, command,
 };
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
@@ -20,6 +21,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::dma::JanusHal;
 use super::{Candidate, Connect, irq};
+use crate::boot::cmdline::PciInterrupt;
 use crate::boot::pvh::BootInfo;
 use crate::mm::device_memory;
 use crate::platform::{acpi, apic};
@@ -133,10 +135,12 @@ pub struct Bus {
     pub ide: bool,
 }
 
-/// Finds the bus, walks it, and adds a candidate for every virtio function.
+/// Finds the bus, walks it, and adds a candidate for every virtio function, which will
+/// interrupt as `interrupt` says.
 pub fn probe(
     boot: &BootInfo,
     acpi: Option<&acpi::Platform>,
+    interrupt: PciInterrupt,
     candidates: &mut Vec<Candidate>,
 ) -> Bus {
     let Some(mut config) = mechanism(acpi) else {
@@ -161,6 +165,10 @@ pub fn probe(
         reserved.push(ecam.base..ecam.base + ((u64::from(ecam.end_bus) + 1) << 20));
     }
     let mut window = bus::choose_window(&reserved).map(BarAllocator::new);
+    let routing = functions
+        .iter()
+        .find(|f| f.address == HOST_BRIDGE)
+        .and_then(|f| IntxRouting::of_host_bridge(f.vendor_id, f.device_id));
     let mut ide = false;
     for function in &functions {
         log::info!(
@@ -181,7 +189,8 @@ pub fn probe(
         if virtio_pci::virtio_device_type(function.vendor_id, function.device_id).is_none() {
             continue;
         }
-        match virtio_candidate(config, function, window.as_mut()) {
+        let intx_gsi = intx_gsi(&config, routing, function);
+        match virtio_candidate(config, function, window.as_mut(), interrupt, intx_gsi) {
             Ok(candidate) => candidates.push(candidate),
             Err(e) => println!(
                 "warning: virtio device at pci {} refused: {e}",
@@ -213,20 +222,41 @@ fn mechanism(acpi: Option<&acpi::Platform>) -> Option<Mechanism> {
         }
     }
     let ports = Mechanism::PortIo;
-    let host = Address {
-        bus: 0,
-        device: 0,
-        function: 0,
-    };
-    (ports.read32(host, 0) != u32::MAX).then_some(ports)
+    (ports.read32(HOST_BRIDGE, 0) != u32::MAX).then_some(ports)
+}
+
+const HOST_BRIDGE: Address = Address {
+    bus: 0,
+    device: 0,
+    function: 0,
+};
+
+/// The IOAPIC input `function`'s INTx reaches (see [`bus::intx_route`]), reading the PIIX3's
+/// PIRQ route register when the pin goes through one. `None` without a pin, or when the line
+/// is not routed.
+fn intx_gsi(config: &Mechanism, routing: Option<IntxRouting>, function: &Function) -> Option<u32> {
+    match bus::intx_route(routing, function) {
+        IntxRoute::Piix3Pirq(pirq) => {
+            let route = config.read8(
+                bus::PIIX3_ISA_BRIDGE,
+                bus::PIIX3_PIRQ_ROUTE + u16::from(pirq),
+            );
+            bus::piix3_routed_irq(route).map(u32::from)
+        }
+        IntxRoute::Gsi(gsi) => Some(gsi),
+        IntxRoute::Unrouted => None,
+    }
 }
 
 /// Places and maps the function's memory BARs, turns on decoding and bus mastering, and
-/// builds its transport.
+/// builds its transport, to interrupt by MSI-X or, on IOAPIC input `intx_gsi`, INTx as
+/// `interrupt` allows.
 fn virtio_candidate(
     mut config: Mechanism,
     function: &Function,
     window: Option<&mut BarAllocator>,
+    interrupt: PciInterrupt,
+    intx_gsi: Option<u32>,
 ) -> Result<Candidate, String> {
     let address = function.address;
     let bars = place_bars(&mut config, function, window)?;
@@ -259,8 +289,8 @@ fn virtio_candidate(
     let transport =
         PciTransport::new::<JanusHal, _>(&mut root, device_function).map_err(|e| format!("{e}"))?;
     let msix = MsixCapability::find(&config, address).map_err(|e| format!("{e}"))?;
-    let connect: Option<Connect> = match msix {
-        Some(msix) => {
+    let connect: Option<Connect> = match (msix, interrupt) {
+        (Some(msix), PciInterrupt::Msix) => {
             let table_bar = bars
                 .get(usize::from(msix.table_bar))
                 .copied()
@@ -273,10 +303,19 @@ fn virtio_candidate(
                 connect_msix(config, address, msix, table, common, queues)
             }))
         }
-        None => match (isr, function.interrupt_line) {
-            (Some(isr), line @ 1..=254) => Some(Box::new(move |_| connect_intx(isr, line))),
-            _ => None,
-        },
+        (msix, _) => {
+            // Left enabled by an earlier owner, MSI-X would keep the function from ever
+            // asserting INTx (PCI Local Bus 3.0 §6.8.2.3).
+            if let Some(msix) = msix {
+                msix::set_enabled(&mut config, address, &msix, false, false);
+            }
+            match (isr, intx_gsi) {
+                (Some(isr), Some(gsi)) => {
+                    Some(Box::new(move |_| connect_intx(config, address, isr, gsi)))
+                }
+                _ => None,
+            }
+        }
     };
     Ok(Candidate {
         name: format!("pci {address}"),
@@ -363,11 +402,18 @@ fn connect_msix(
     Ok(vector)
 }
 
-/// The legacy line firmware wrote (qboot: 10 or 11), level-triggered and active high as
-/// PCI INTx is once it reaches the IOAPIC through the chipset's routing.
-fn connect_intx(isr: VirtAddr, line: u8) -> Result<u8, String> {
-    let vector = irq::allocate(irq::Ack::VirtioPciIsr(isr)).ok_or("no interrupt vector left")?;
-    apic::route_gsi(u32::from(line), vector, true, false)
-        .map_err(|e| format!("IRQ {line}: {e}"))?;
+/// INTx on IOAPIC input `gsi`, level-triggered and active high as QEMU's MADT (interrupt
+/// source overrides for IRQs 10 and 11) and DSDT (links to GSIs 16-23) declare PCI lines. A
+/// function sharing an already routed line gets its vector, and the IOAPIC entry is written
+/// again unchanged.
+fn connect_intx(
+    mut config: Mechanism,
+    address: Address,
+    isr: VirtAddr,
+    gsi: u32,
+) -> Result<u8, String> {
+    let vector = irq::allocate_virtio_pci_intx(gsi, isr).ok_or("no interrupt vector left")?;
+    apic::route_gsi(gsi, vector, true, false).map_err(|e| format!("GSI {gsi}: {e}"))?;
+    command::disable(&mut config, address, command::INTX_DISABLE);
     Ok(vector)
 }
