@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
-use crate::{build, lint, run, test};
+use crate::{bench, build, lint, run, test};
 
 /// An error that stops a subcommand; its message says what to do.
 pub type Failure = Box<dyn std::error::Error>;
@@ -30,6 +30,9 @@ pub enum Command {
     Run(run::Args),
     /// Host unit tests, then boot tests; ends with one line `N passed, M failed`.
     Test(test::Args),
+    /// Boot every environment that runs here, with a Linux guest beside for boot time, and
+    /// write report.json, report.md and charts to target/janus-report/.
+    Bench(bench::Args),
     /// rustfmt and clippy over the whole workspace, for the kernel target and the host.
     Lint(lint::Args),
 }
@@ -41,6 +44,7 @@ impl Command {
             Command::Build(args) => build::run(args),
             Command::Run(args) => run::run(args),
             Command::Test(args) => test::run(args),
+            Command::Bench(args) => bench::run(args),
             Command::Lint(args) => lint::run(args),
         }
     }
@@ -224,8 +228,65 @@ mod tests {
     }
 
     #[test]
+    fn bench_defaults_to_everything_once() {
+        let Command::Bench(args) = parse(["xtask", "bench"]).unwrap().command else {
+            panic!("not bench");
+        };
+        assert!(args.envs.is_empty() && args.machines.is_empty());
+        assert_eq!(args.runs, 1);
+        assert_eq!((args.compare, args.out, args.no_linux), (None, None, false));
+    }
+
+    #[test]
+    fn bench_takes_lists_runs_and_a_comparison() {
+        use crate::bench::matrix::Place;
+        let Command::Bench(args) = parse([
+            "xtask",
+            "bench",
+            "--env",
+            "tcg,xen-pv",
+            "--env",
+            "kvm",
+            "--machine",
+            "pc",
+            "--runs",
+            "3",
+            "--compare",
+            "/tmp/old.json",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(args.envs, [Place::Tcg, Place::XenPv, Place::Kvm]);
+        assert_eq!(args.machines, [Machine::Pc]);
+        assert_eq!(args.runs, 3);
+        assert_eq!(args.compare.as_deref(), Some(Path::new("/tmp/old.json")));
+    }
+
+    #[test]
+    fn bad_bench_flags_are_refused_on_one_line() {
+        for (args, expected) in [
+            (&["xtask", "bench", "--runs", "0"][..], "--runs"),
+            (
+                &["xtask", "bench", "--env", "auto"][..],
+                "kvm, tcg, xen-pvh, xen-pv",
+            ),
+            (
+                &["xtask", "bench", "--machine", "isapc"][..],
+                "microvm, pc, q35",
+            ),
+        ] {
+            let line = error_line(args);
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.contains(expected), "{args:?}: {line}");
+        }
+    }
+
+    #[test]
     fn every_subcommand_has_help() {
-        for sub in ["build", "run", "test", "lint"] {
+        for sub in ["build", "run", "test", "bench", "lint"] {
             let e = parse(["xtask", sub, "--help"]).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{sub}");
         }

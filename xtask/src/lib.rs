@@ -9,12 +9,15 @@
 //! devices a run attaches (disk images, the UDP echo, the virtio console's log) and checks
 //! on the host what the kernel did with them.
 
+pub mod bench;
 pub mod build;
 pub mod cli;
+pub mod debian;
 pub mod devices;
 pub mod host;
 pub mod libtest;
 pub mod lint;
+pub mod linux;
 pub mod qemu;
 pub mod report;
 pub mod run;

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use crate::cli::Failure;
 use crate::host;
 use crate::libtest::{self, Summary};
+use crate::linux;
 use crate::qemu::Kvm;
 use crate::workspace::Workspace;
 use crate::xen;
@@ -89,6 +90,10 @@ pub fn run(_args: &Args) -> Result<u8, Failure> {
                     .env(XEN_ERROR_ENV, e.to_string())
                     .env_remove(XEN_ENV);
             }
+        }
+        // Fetched here too, so the boot tests that boot it do not download it side by side.
+        if let Err(e) = linux::ensure(&workspace.target_dir) {
+            println!("linux: {e}; the Linux peer boot tests will fail with this reason");
         }
         match Kvm::probe() {
             Kvm::Opens => {
