@@ -550,9 +550,9 @@ impl RunConfig {
     }
 
     fn run_prepared(&self, sink: &mut dyn FnMut(Stream, &str)) -> Result<Outcome, RunError> {
-        let ends_run = |line: &str| match self.guest {
-            Guest::Direct => false,
-            Guest::Xen { .. } => xen::console::terminal(line).is_some(),
+        let ends_run = |stream: Stream, line: &str| match (stream, &self.guest) {
+            (Stream::Console, Guest::Xen { .. }) => xen::console::terminal(line).is_some(),
+            _ => false,
         };
         let io = self.attached();
         let mut echo: Option<EchoThread> = None;
@@ -662,12 +662,12 @@ enum Event {
 }
 
 /// Runs `command` with stdin closed, streaming its stdout and stderr lines to `sink`, and
-/// kills it once `timeout` has passed, or [`END_GRACE`] after a stdout line for which
-/// `ends_run` holds.
+/// kills it once `timeout` has passed, or [`END_GRACE`] after a line for which `ends_run`
+/// holds.
 pub fn run_with_timeout(
     mut command: Command,
     timeout: Duration,
-    ends_run: &dyn Fn(&str) -> bool,
+    ends_run: &dyn Fn(Stream, &str) -> bool,
     sink: &mut dyn FnMut(Stream, &str),
 ) -> Result<Outcome, RunError> {
     let mut deadline = Instant::now() + timeout;
@@ -710,7 +710,7 @@ pub fn run_with_timeout(
         let left = deadline.saturating_duration_since(Instant::now());
         match events.recv_timeout(left) {
             Ok(Event::Line(stream, line)) => {
-                if stream == Stream::Console && outcome.ended_early.is_none() && ends_run(&line) {
+                if outcome.ended_early.is_none() && ends_run(stream, &line) {
                     outcome.ended_early = Some(line.clone());
                     deadline = deadline.min(Instant::now() + END_GRACE);
                 }
@@ -1365,7 +1365,7 @@ mod tests {
         let outcome = run_with_timeout(
             shell("printf 'one\\r\\ntwo\\n'; echo oops >&2; printf 'partial'; exit 33"),
             Duration::from_secs(10),
-            &|_| false,
+            &|_, _| false,
             &mut |stream, line| seen.push((stream, line.to_string())),
         )
         .unwrap();
@@ -1384,7 +1384,7 @@ mod tests {
         let outcome = run_with_timeout(
             shell("echo started; exec sleep 30"),
             Duration::from_millis(300),
-            &|_| false,
+            &|_, _| false,
             &mut |_, _| {},
         )
         .unwrap();
@@ -1401,7 +1401,7 @@ mod tests {
             run_with_timeout(
                 shell("echo $$; exec sleep 30"),
                 Duration::from_secs(20),
-                &|_| false,
+                &|_, _| false,
                 &mut |_, line| {
                     pid = Some(line.to_string());
                     panic!("sink gives up");
@@ -1422,7 +1422,7 @@ mod tests {
         let outcome = run_with_timeout(
             shell("echo booting; echo FATAL; echo why; exec sleep 30"),
             Duration::from_secs(20),
-            &|line| line == "FATAL",
+            &|_, line| line == "FATAL",
             &mut |_, _| {},
         )
         .unwrap();
@@ -1438,16 +1438,25 @@ mod tests {
     }
 
     #[test]
-    fn only_console_lines_end_a_run() {
-        let outcome = run_with_timeout(
+    fn the_stream_decides_whether_a_line_ends_a_run() {
+        let console_only = run_with_timeout(
             shell("echo FATAL >&2; exit 33"),
             Duration::from_secs(10),
-            &|line| line == "FATAL",
+            &|stream, line| stream == Stream::Console && line == "FATAL",
             &mut |_, _| {},
         )
         .unwrap();
-        assert_eq!(outcome.ended_early, None);
-        assert_eq!(outcome.status, Some(33));
+        assert_eq!(console_only.ended_early, None);
+        assert_eq!(console_only.status, Some(33));
+        let qemu_too = run_with_timeout(
+            shell("echo FATAL >&2; exec sleep 30"),
+            Duration::from_secs(20),
+            &|stream, line| stream == Stream::Qemu && line == "FATAL",
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(qemu_too.ended_early.as_deref(), Some("FATAL"));
+        assert_eq!(qemu_too.stderr, ["FATAL"]);
     }
 
     #[test]
@@ -1455,7 +1464,7 @@ mod tests {
         let err = run_with_timeout(
             Command::new("/nonexistent/qemu-system-x86_64"),
             Duration::from_secs(1),
-            &|_| false,
+            &|_, _| false,
             &mut |_, _| {},
         )
         .unwrap_err();

@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 
 use super::{Error, Peer, console, tsc};
 use crate::host;
-use crate::qemu::{self, Accel, Machine, MemSize};
+use crate::qemu::{self, Accel, Machine, MemSize, Stream};
 
 /// Guest RAM: room for the kernel to unpack itself and its initramfs, with no memory
 /// pressure in the boot measured.
@@ -101,8 +101,12 @@ pub fn run(
     let outcome = qemu::run_with_timeout(
         command(peer, accel, machine, &cmdline),
         timeout.min(MAX_TIMEOUT),
-        // Should the reboot after a panic not happen, the panic still ends the run.
-        &|line| console::kernel_panic(line).is_some(),
+        // Should the reboot after a panic not happen, the panic still ends the run; after a
+        // KVM internal error QEMU pauses the guest rather than exiting (ENVIRONMENTS.md).
+        &|stream, line| match stream {
+            Stream::Console => console::kernel_panic(line).is_some(),
+            Stream::Qemu => console::kvm_internal_error(line),
+        },
         &mut |_, _| {},
     )
     .map_err(Error::Qemu)?;

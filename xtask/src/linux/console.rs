@@ -56,6 +56,11 @@ pub fn kernel_panic(line: &str) -> Option<&str> {
     Some(line[at..].trim_end())
 }
 
+/// Whether QEMU's `line` says KVM could not go on with the guest.
+pub fn kvm_internal_error(line: &str) -> bool {
+    line.contains(KVM_INTERNAL_ERROR)
+}
+
 /// Reads a finished run of the peer.
 pub fn read(outcome: &Outcome) -> Reading {
     let guest_init_us = outcome.console.iter().find_map(|l| run_init_us(l));
@@ -75,11 +80,7 @@ fn failure(outcome: &Outcome, reached_init: bool, ran_init: bool) -> Option<Stri
             None => "QEMU was killed".to_string(),
         },
     };
-    if let Some(kvm) = outcome
-        .stderr
-        .iter()
-        .find(|l| l.contains(KVM_INTERNAL_ERROR))
-    {
+    if let Some(kvm) = outcome.stderr.iter().find(|l| kvm_internal_error(l)) {
         return Some(format!("{}; QEMU paused the guest; {stopped}", kvm.trim()));
     }
     if let Some(panic) = outcome.console.iter().find_map(|l| kernel_panic(l)) {
