@@ -38,25 +38,39 @@ pub fn monotonic() -> Outcome {
 
 const SLEEP_NS: u64 = 10_000_000;
 const SLEEP_LIMIT_NS: u64 = 30_000_000;
+/// Under Xen on TCG with the host's two cores busy, QEMU's vCPU thread was seen descheduled
+/// long enough to make one 10 ms sleep last 39 ms. A timer that is wrong (a bad scale, a
+/// lost interrupt) is late every time, so the test passes when one of a few sleeps is on
+/// time; none may ever return early.
+const SLEEP_ATTEMPTS: usize = 3;
 
 pub fn sleep() -> Outcome {
     let fires = timer::fires();
-    let start = clock::now();
-    timer::sleep_ns(SLEEP_NS);
-    let slept = clock::now() - start;
-    ensure!(slept >= SLEEP_NS, "sleep(10 ms) returned after {slept} ns");
+    let mut slept_ns = alloc::vec::Vec::with_capacity(SLEEP_ATTEMPTS);
+    for _ in 0..SLEEP_ATTEMPTS {
+        let start = clock::now();
+        timer::sleep_ns(SLEEP_NS);
+        let slept = clock::now() - start;
+        ensure!(slept >= SLEEP_NS, "sleep(10 ms) returned after {slept} ns");
+        slept_ns.push(slept);
+        if slept < SLEEP_LIMIT_NS {
+            break;
+        }
+    }
+    let shortest = slept_ns.iter().copied().min().unwrap_or(u64::MAX);
     ensure!(
-        slept < SLEEP_LIMIT_NS,
-        "sleep(10 ms) returned after {slept} ns, 30 ms or more"
+        shortest < SLEEP_LIMIT_NS,
+        "sleep(10 ms) returned after {slept_ns:?} ns in {SLEEP_ATTEMPTS} tries, 30 ms or more"
     );
     ensure!(
         timer::fires() > fires,
-        "sleep(10 ms) took {slept} ns without a timer interrupt: timer={} (see the warning at \
-         boot), so it polled instead of halting",
+        "sleep(10 ms) took {shortest} ns without a timer interrupt: timer={} (see the warning \
+         at boot), so it polled instead of halting",
         timer::name()
     );
     Ok(Some(alloc::format!(
-        "slept_ns={slept} timer={}",
+        "slept_ns={shortest} tries={} timer={}",
+        slept_ns.len(),
         timer::name()
     )))
 }
