@@ -170,6 +170,15 @@ fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// A field of the first processor in /proc/cpuinfo's text, e.g. `model name`, `flags`.
+pub fn cpuinfo_field<'a>(cpuinfo: &'a str, name: &str) -> Option<&'a str> {
+    let first = cpuinfo.split("\n\n").next()?;
+    first.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == name).then_some(value.trim())
+    })
+}
+
 /// The effective user id, read from `/proc/self/status` so that xtask needs no `unsafe`.
 pub fn effective_uid() -> Option<u32> {
     parse_effective_uid(&fs::read_to_string("/proc/self/status").ok()?)

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::results::Provenance;
-use crate::qemu;
+use crate::{host, qemu};
 
 /// Reads the machine and the tree; whatever cannot be read is "unknown", never an error:
 /// the numbers are still worth writing.
@@ -56,10 +56,7 @@ fn commit(root: &Path) -> Option<String> {
 
 /// The first `model name` of /proc/cpuinfo.
 pub fn cpu_model(cpuinfo: &str) -> Option<String> {
-    cpuinfo.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key.trim() == "model name").then(|| value.trim().to_string())
-    })
+    host::cpuinfo_field(cpuinfo, "model name").map(str::to_string)
 }
 
 /// `QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)` → `7.2.22 (Debian ...)`.

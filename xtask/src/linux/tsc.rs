@@ -31,13 +31,7 @@ pub fn khz_from_cpuinfo(cpuinfo: &str, cpufreq_driver: bool) -> Option<u64> {
     if cpufreq_driver {
         return None;
     }
-    let first = cpuinfo.split("\n\n").next()?;
-    let field = |name: &str| {
-        first.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            (key.trim() == name).then_some(value.trim())
-        })
-    };
+    let field = |name| crate::host::cpuinfo_field(cpuinfo, name);
     let flags: Vec<&str> = field("flags")?.split_whitespace().collect();
     if !flags.contains(&"constant_tsc") || flags.contains(&"aperfmperf") {
         return None;
