@@ -164,7 +164,6 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     let mut raw: Vec<(String, u32, crate::report::Bench)> = Vec::new();
     let mut janus_boots: Vec<Vec<JanusBoot>> = vec![Vec::new(); targets.len()];
     let mut linux_boots: Vec<Vec<LinuxBoot>> = vec![Vec::new(); targets.len()];
-    let mut all_passed = true;
 
     for run in 1..=args.runs {
         for (i, &target) in targets.iter().enumerate() {
@@ -221,7 +220,6 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
                     host_ms: 0,
                 },
             };
-            all_passed &= record.passed;
             progress.finish(&format!(
                 "{label} run {run}: {} ({} benches, {} ms)",
                 record.verdict, record.benches, record.host_ms
@@ -404,7 +402,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
             .sum::<usize>(),
         out.display()
     );
-    Ok(u8::from(!all_passed || regressed))
+    Ok(u8::from(failed > 0 || regressed))
 }
 
 /// One boot and what it printed.
