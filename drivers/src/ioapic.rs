@@ -27,6 +27,28 @@ const ENTRY_DESTINATION_SHIFT: u32 = 24;
 /// Vectors 0..32 are CPU exceptions; the 82093AA also refuses 0..16 (datasheet 3.2.4).
 const FIRST_USABLE_VECTOR: u8 = 32;
 
+/// How an input's line signals an interrupt: the redirection entry's trigger mode and
+/// polarity bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signal {
+    /// Level-triggered (held until acknowledged at the device), else edge-triggered.
+    pub level: bool,
+    pub active_low: bool,
+}
+
+impl Signal {
+    /// The ISA bus's convention.
+    pub const EDGE_HIGH: Self = Self {
+        level: false,
+        active_low: false,
+    };
+    /// How QEMU wires PCI INTx and virtio-mmio lines to the IOAPIC, as its DSDT declares them.
+    pub const LEVEL_HIGH: Self = Self {
+        level: true,
+        active_low: false,
+    };
+}
+
 /// Indirect access to the IOAPIC's 32-bit registers. Select and access are one call, so no
 /// one can re-select between them while the `&mut` is held.
 pub trait Registers {
@@ -160,7 +182,7 @@ impl<R: Registers> IoApic<R> {
     }
 
     /// Routes `pin` to `vector` on the local APIC with `destination_apic_id`: fixed delivery,
-    /// physical destination, the given trigger mode and polarity. The entry is left masked,
+    /// physical destination, the line's `signal`. The entry is left masked,
     /// so the pin cannot fire before its handler is in place; unmask it with [`set_masked`].
     ///
     /// [`set_masked`]: Self::set_masked
@@ -169,18 +191,17 @@ impl<R: Registers> IoApic<R> {
         pin: u32,
         vector: u8,
         destination_apic_id: u8,
-        level: bool,
-        active_low: bool,
+        signal: Signal,
     ) -> Result<(), IoApicError> {
         self.check_pin(pin)?;
         if vector < FIRST_USABLE_VECTOR {
             return Err(IoApicError::ReservedVector(vector));
         }
         let mut entry = ENTRY_MASKED | u32::from(vector);
-        if level {
+        if signal.level {
             entry |= ENTRY_LEVEL_TRIGGERED;
         }
-        if active_low {
+        if signal.active_low {
             entry |= ENTRY_ACTIVE_LOW;
         }
         let (low, high) = entry_registers(pin);
@@ -316,7 +337,17 @@ mod tests {
     #[test]
     fn route_programs_a_masked_fixed_physical_entry() {
         let mut ioapic = ioapic();
-        ioapic.route(5, 0x30, 2, true, true).unwrap();
+        ioapic
+            .route(
+                5,
+                0x30,
+                2,
+                Signal {
+                    level: true,
+                    active_low: true,
+                },
+            )
+            .unwrap();
         assert_eq!(
             ioapic.regs.writes,
             [
@@ -324,7 +355,7 @@ mod tests {
                 (0x1B, 0x0200_0000),
             ]
         );
-        ioapic.route(23, 0xFE, 0xFF, false, false).unwrap();
+        ioapic.route(23, 0xFE, 0xFF, Signal::EDGE_HIGH).unwrap();
         assert_eq!(ioapic.regs.registers[0x3E], 0x0001_00FE);
         assert_eq!(ioapic.regs.registers[0x3F], 0xFF00_0000);
     }
@@ -333,18 +364,18 @@ mod tests {
     fn route_refuses_bad_pin_and_exception_vector() {
         let mut ioapic = ioapic();
         assert_eq!(
-            ioapic.route(24, 0x30, 0, false, false),
+            ioapic.route(24, 0x30, 0, Signal::EDGE_HIGH),
             Err(IoApicError::NoSuchPin { pin: 24, pins: 24 })
         );
         assert_eq!(
-            ioapic.route(u32::MAX, 0x30, 0, false, false),
+            ioapic.route(u32::MAX, 0x30, 0, Signal::EDGE_HIGH),
             Err(IoApicError::NoSuchPin {
                 pin: u32::MAX,
                 pins: 24
             })
         );
         assert_eq!(
-            ioapic.route(0, 31, 0, false, false),
+            ioapic.route(0, 31, 0, Signal::EDGE_HIGH),
             Err(IoApicError::ReservedVector(31))
         );
         assert!(ioapic.regs.writes.is_empty());
@@ -353,7 +384,7 @@ mod tests {
     #[test]
     fn set_masked_flips_only_the_mask_bit() {
         let mut ioapic = ioapic();
-        ioapic.route(3, 0x40, 0, true, false).unwrap();
+        ioapic.route(3, 0x40, 0, Signal::LEVEL_HIGH).unwrap();
         ioapic.set_masked(3, false).unwrap();
         assert_eq!(ioapic.regs.registers[0x16], 0x8040);
         ioapic.set_masked(3, true).unwrap();

@@ -7,6 +7,7 @@ pub mod ata_pio;
 pub mod disk_pattern;
 pub mod hpet;
 pub mod ioapic;
+pub mod isa_irq;
 pub mod pci;
 pub mod pic;
 pub mod pit;

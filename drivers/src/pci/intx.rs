@@ -14,6 +14,8 @@
 //! caller's part, as [`IntxRoute::Piix3Pirq`] says.
 
 use super::{Address, Function};
+use crate::ioapic::Signal;
+use crate::isa_irq;
 
 /// How the host bridge's chipset takes a root-bus function's INTx pin to an IOAPIC input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +76,8 @@ pub enum IntxRoute {
     /// that its route register (of [`PIIX3_ISA_BRIDGE`], at [`PIIX3_PIRQ_ROUTE`] plus the
     /// PIRQ) names, as [`piix3_routed_irq`] decodes it; none if routing is off.
     Piix3Pirq(u8),
+    /// This ISA IRQ, which reaches the IOAPIC as the MADT's overrides say.
+    IsaIrq(u8),
     /// This IOAPIC input.
     Gsi(u32),
     /// No pin, or nothing says where it goes.
@@ -81,8 +85,8 @@ pub enum IntxRoute {
 }
 
 /// The route of `function`'s INTx pin: the chipset's when `routing` knows the swizzle for
-/// it (a root-bus function), else the Interrupt Line firmware wrote (an ISA IRQ, which QEMU
-/// wires to the IOAPIC input of the same number), the only word there is.
+/// it (a root-bus function), else the Interrupt Line firmware wrote, the only word there is:
+/// an ISA IRQ when below 16, as PC firmware writes it, else an IOAPIC input.
 pub fn intx_route(routing: Option<IntxRouting>, function: &Function) -> IntxRoute {
     let address = function.address;
     if let Some(routing) = routing.filter(|_| address.bus == 0)
@@ -94,9 +98,28 @@ pub fn intx_route(routing: Option<IntxRouting>, function: &Function) -> IntxRout
         };
     }
     match (function.interrupt_pin, function.interrupt_line) {
-        (1..=4, line @ 1..=254) => IntxRoute::Gsi(u32::from(line)),
+        (1..=4, irq @ 1..isa_irq::ISA_IRQS) => IntxRoute::IsaIrq(irq),
+        (1..=4, line @ isa_irq::ISA_IRQS..=254) => IntxRoute::Gsi(u32::from(line)),
         _ => IntxRoute::Unrouted,
     }
+}
+
+/// The IOAPIC input `route` reaches and how the line signals. `pirq_route` reads the PIIX3
+/// route register of a PIRQ; an ISA IRQ goes through the MADT's `overrides`. A line no
+/// override describes is taken as QEMU's DSDT declares every PCI interrupt link:
+/// level-triggered, active high (the kernel has no AML interpreter to read `_PRS`).
+pub fn reached_input(
+    route: IntxRoute,
+    pirq_route: impl FnOnce(u8) -> u8,
+    overrides: &[isa_irq::Override],
+) -> Option<(u32, Signal)> {
+    let irq = match route {
+        IntxRoute::Piix3Pirq(pirq) => piix3_routed_irq(pirq_route(pirq))?,
+        IntxRoute::IsaIrq(irq) => irq,
+        IntxRoute::Gsi(gsi) => return Some((gsi, Signal::LEVEL_HIGH)),
+        IntxRoute::Unrouted => return None,
+    };
+    Some(isa_irq::resolve(irq, overrides, Signal::LEVEL_HIGH))
 }
 
 /// The ISA IRQ a PIIX3 PIRQRC register value sends its PIRQ to, if routing is on and the IRQ
@@ -148,15 +171,10 @@ mod tests {
         }
     }
 
-    /// The IOAPIC input a route reaches, reading PIIX3 route registers from `piix3_routes`.
+    /// The IOAPIC input a route reaches, reading PIIX3 route registers from `piix3_routes`,
+    /// without MADT overrides.
     fn reached_gsi(route: IntxRoute, piix3_routes: [u8; 4]) -> Option<u32> {
-        match route {
-            IntxRoute::Piix3Pirq(pirq) => {
-                piix3_routed_irq(piix3_routes[usize::from(pirq)]).map(u32::from)
-            }
-            IntxRoute::Gsi(gsi) => Some(gsi),
-            IntxRoute::Unrouted => None,
-        }
+        reached_input(route, |pirq| piix3_routes[usize::from(pirq)], &[]).map(|(gsi, _)| gsi)
     }
 
     #[test]
@@ -221,7 +239,7 @@ mod tests {
         for device in 25..32 {
             assert_eq!(
                 intx_route(Some(IntxRouting::Ich9), &function(0, device, 1, 10)),
-                IntxRoute::Gsi(10)
+                IntxRoute::IsaIrq(10)
             );
         }
     }
@@ -260,7 +278,11 @@ mod tests {
 
     #[test]
     fn an_unknown_chipset_falls_back_to_the_interrupt_line() {
-        assert_eq!(intx_route(None, &function(0, 4, 1, 10)), IntxRoute::Gsi(10));
+        assert_eq!(
+            intx_route(None, &function(0, 4, 1, 10)),
+            IntxRoute::IsaIrq(10)
+        );
+        assert_eq!(intx_route(None, &function(0, 4, 1, 16)), IntxRoute::Gsi(16));
         assert_eq!(
             intx_route(None, &function(0, 4, 4, 254)),
             IntxRoute::Gsi(254)
@@ -279,7 +301,7 @@ mod tests {
         for routing in [IntxRouting::Piix3, IntxRouting::Ich9] {
             assert_eq!(
                 intx_route(Some(routing), &function(1, 4, 1, 11)),
-                IntxRoute::Gsi(11)
+                IntxRoute::IsaIrq(11)
             );
         }
     }
@@ -295,5 +317,48 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// QEMU's MADT overrides for the PCI IRQs say level, active high; a board whose override
+    /// moves IRQ 11 elsewhere or makes it active low is followed, for a PIRQ and for an
+    /// Interrupt Line alike.
+    #[test]
+    fn isa_irqs_reach_the_ioapic_through_the_madt_overrides() {
+        use isa_irq::{Override, Polarity, Trigger};
+        let net = intx_route(Some(IntxRouting::Piix3), &function(0, 4, 1, 10));
+        let qemu = [Override {
+            irq: 11,
+            gsi: 11,
+            polarity: Polarity::ActiveHigh,
+            trigger: Trigger::Level,
+        }];
+        assert_eq!(
+            reached_input(net, |pirq| QBOOT_PIRQ_ROUTES[usize::from(pirq)], &qemu),
+            Some((11, Signal::LEVEL_HIGH))
+        );
+        let moved = [Override {
+            irq: 11,
+            gsi: 19,
+            polarity: Polarity::ActiveLow,
+            trigger: Trigger::ConformsToBus,
+        }];
+        let level_low = Signal {
+            level: true,
+            active_low: true,
+        };
+        assert_eq!(
+            reached_input(net, |pirq| QBOOT_PIRQ_ROUTES[usize::from(pirq)], &moved),
+            Some((19, level_low))
+        );
+        let behind_bridge = intx_route(Some(IntxRouting::Piix3), &function(1, 0, 1, 11));
+        assert_eq!(
+            reached_input(behind_bridge, |_| unreachable!(), &moved),
+            Some((19, level_low))
+        );
+        let q35 = intx_route(Some(IntxRouting::Ich9), &function(0, 2, 1, 11));
+        assert_eq!(
+            reached_input(q35, |_| unreachable!(), &moved),
+            Some((22, Signal::LEVEL_HIGH))
+        );
     }
 }

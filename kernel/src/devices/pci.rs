@@ -9,11 +9,13 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::{Range, RangeInclusive};
 
+use janus_drivers::ioapic::Signal;
+use janus_drivers::isa_irq;
 use janus_drivers::pci::msix::{self, MsixCapability, MsixTable};
 use janus_drivers::pci::virtio::{self as virtio_pci, VirtioPciCapability};
 use janus_drivers::pci::{
-    self as bus, Address, Bar, BarAllocator, ConfigSpace, Ecam, Function, IntxRoute, IntxRouting,
-    PortIo, command,
+    self as bus, Address, Bar, BarAllocator, ConfigSpace, Ecam, Function, IntxRouting, PortIo,
+    command,
 };
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
@@ -169,6 +171,7 @@ pub fn probe(
         .iter()
         .find(|f| f.address == HOST_BRIDGE)
         .and_then(|f| IntxRouting::of_host_bridge(f.vendor_id, f.device_id));
+    let overrides = acpi.map_or(&[][..], |a| &a.isa_overrides[..]);
     let mut ide = false;
     for function in &functions {
         log::info!(
@@ -189,8 +192,8 @@ pub fn probe(
         if virtio_pci::virtio_device_type(function.vendor_id, function.device_id).is_none() {
             continue;
         }
-        let intx_gsi = intx_gsi(&config, routing, function);
-        match virtio_candidate(config, function, window.as_mut(), interrupt, intx_gsi) {
+        let intx = intx_line(&config, routing, overrides, function);
+        match virtio_candidate(config, function, window.as_mut(), interrupt, intx) {
             Ok(candidate) => candidates.push(candidate),
             Err(e) => println!(
                 "warning: virtio device at pci {} refused: {e}",
@@ -231,32 +234,40 @@ const HOST_BRIDGE: Address = Address {
     function: 0,
 };
 
-/// The IOAPIC input `function`'s INTx reaches (see [`bus::intx_route`]), reading the PIIX3's
-/// PIRQ route register when the pin goes through one. `None` without a pin, or when the line
-/// is not routed.
-fn intx_gsi(config: &Mechanism, routing: Option<IntxRouting>, function: &Function) -> Option<u32> {
-    match bus::intx_route(routing, function) {
-        IntxRoute::Piix3Pirq(pirq) => {
-            let route = config.read8(
-                bus::PIIX3_ISA_BRIDGE,
-                bus::PIIX3_PIRQ_ROUTE + u16::from(pirq),
-            );
-            bus::piix3_routed_irq(route).map(u32::from)
-        }
-        IntxRoute::Gsi(gsi) => Some(gsi),
-        IntxRoute::Unrouted => None,
-    }
+/// The IOAPIC input `function`'s INTx reaches and how the line signals (see
+/// [`bus::intx_route`] and [`bus::reached_input`]), reading the PIIX3's PIRQ route register
+/// when the pin goes through one. `None` without a pin, or when the line is not routed.
+fn intx_line(
+    config: &Mechanism,
+    routing: Option<IntxRouting>,
+    overrides: &[isa_irq::Override],
+    function: &Function,
+) -> Option<IntxLine> {
+    let route = bus::intx_route(routing, function);
+    let pirq_route = |pirq| {
+        config.read8(
+            bus::PIIX3_ISA_BRIDGE,
+            bus::PIIX3_PIRQ_ROUTE + u16::from(pirq),
+        )
+    };
+    bus::reached_input(route, pirq_route, overrides).map(|(gsi, signal)| IntxLine { gsi, signal })
+}
+
+/// Where a function's INTx arrives.
+#[derive(Clone, Copy)]
+struct IntxLine {
+    gsi: u32,
+    signal: Signal,
 }
 
 /// Places and maps the function's memory BARs, turns on decoding and bus mastering, and
-/// builds its transport, to interrupt by MSI-X or, on IOAPIC input `intx_gsi`, INTx as
-/// `interrupt` allows.
+/// builds its transport, to interrupt by MSI-X or, on `intx`, INTx as `interrupt` allows.
 fn virtio_candidate(
     mut config: Mechanism,
     function: &Function,
     window: Option<&mut BarAllocator>,
     interrupt: PciInterrupt,
-    intx_gsi: Option<u32>,
+    intx: Option<IntxLine>,
 ) -> Result<Candidate, String> {
     let address = function.address;
     let bars = place_bars(&mut config, function, window)?;
@@ -309,9 +320,9 @@ fn virtio_candidate(
             if let Some(msix) = msix {
                 msix::set_enabled(&mut config, address, &msix, false, false);
             }
-            match (isr, intx_gsi) {
-                (Some(isr), Some(gsi)) => {
-                    Some(Box::new(move |_| connect_intx(config, address, isr, gsi)))
+            match (isr, intx) {
+                (Some(isr), Some(line)) => {
+                    Some(Box::new(move |_| connect_intx(config, address, isr, line)))
                 }
                 _ => None,
             }
@@ -402,18 +413,17 @@ fn connect_msix(
     Ok(vector)
 }
 
-/// INTx on IOAPIC input `gsi`, level-triggered and active high as QEMU's MADT (interrupt
-/// source overrides for IRQs 10 and 11) and DSDT (links to GSIs 16-23) declare PCI lines. A
-/// function sharing an already routed line gets its vector, and the IOAPIC entry is written
-/// again unchanged.
+/// INTx on `line`. A function sharing an already routed line gets its vector, and the
+/// IOAPIC entry is written again unchanged.
 fn connect_intx(
     mut config: Mechanism,
     address: Address,
     isr: VirtAddr,
-    gsi: u32,
+    line: IntxLine,
 ) -> Result<u8, String> {
+    let IntxLine { gsi, signal } = line;
     let vector = irq::allocate_virtio_pci_intx(gsi, isr).ok_or("no interrupt vector left")?;
-    apic::route_gsi(gsi, vector, true, false).map_err(|e| format!("GSI {gsi}: {e}"))?;
+    apic::route_gsi(gsi, vector, signal).map_err(|e| format!("GSI {gsi}: {e}"))?;
     command::disable(&mut config, address, command::INTX_DISABLE);
     Ok(vector)
 }

@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
+use janus_drivers::ioapic::Signal;
 use janus_drivers::virtio_mmio::{self, MmioDevice};
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use x86_64::{PhysAddr, VirtAddr};
@@ -99,6 +100,6 @@ fn transport(device: &MmioDevice) -> Result<Option<Candidate>, String> {
 /// InterruptACK, so the IOAPIC pin is level-triggered (active high, as microvm's DSDT says).
 fn connect(base: VirtAddr, gsi: u32) -> Result<u8, String> {
     let vector = irq::allocate(irq::Ack::VirtioMmio(base)).ok_or("no interrupt vector left")?;
-    apic::route_gsi(gsi, vector, true, false).map_err(|e| format!("GSI {gsi}: {e}"))?;
+    apic::route_gsi(gsi, vector, Signal::LEVEL_HIGH).map_err(|e| format!("GSI {gsi}: {e}"))?;
     Ok(vector)
 }

@@ -1,7 +1,7 @@
 //! ACPI: finding the RSDP and reading the tables that say where the clock, interrupt and
 //! device hardware is: the FADT (PM timer, RTC century register, the DSDT's address), the
-//! HPET table, the MADT (I/O APICs, local APIC address), the MCFG (PCI Express ECAM windows)
-//! and the DSDT (virtio-mmio transports). References are to ACPI 6.5 chapter 5.2, the IA-PC
+//! HPET table, the MADT (I/O APICs, ISA IRQ overrides, local APIC address), the MCFG (PCI
+//! Express ECAM windows) and the DSDT (virtio-mmio transports). References are to ACPI 6.5 chapter 5.2, the IA-PC
 //! HPET specification 1.0a and the PCI Firmware Specification 3.2.
 //!
 //! The tables come from the host and are untrusted. Physical memory is reached only through
@@ -17,6 +17,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
+use janus_drivers::isa_irq;
 use janus_drivers::virtio_mmio::{self, MmioDevice};
 
 use crate::boot::pvh::PhysRead;
@@ -60,6 +61,8 @@ pub struct Platform {
     pub local_apic_address: Option<u64>,
     /// The MADT's I/O APIC entries, in table order.
     pub ioapics: Vec<IoApicEntry>,
+    /// The MADT's Interrupt Source Overrides for ISA IRQs, at most one per IRQ.
+    pub isa_overrides: Vec<isa_irq::Override>,
     /// The MCFG's PCI Express ECAM windows, in table order.
     pub pci_ecam: Vec<EcamRegion>,
     /// The virtio-mmio transports the DSDT declares (`_HID` "LNRO0005"), in table order.
@@ -706,6 +709,15 @@ const IOAPIC_ADDRESS: usize = 4;
 const IOAPIC_GSI_BASE: usize = 8;
 /// IOREGSEL at 0 and IOWIN at 0x10 (82093AA datasheet §3.1).
 const IOAPIC_REGISTERS_LEN: u64 = 0x20;
+/// Interrupt Source Override structure, 5.2.12.5.
+const MADT_INTERRUPT_OVERRIDE: u8 = 2;
+const INTERRUPT_OVERRIDE_LEN: usize = 10;
+const INTERRUPT_OVERRIDE_BUS: usize = 2;
+const INTERRUPT_OVERRIDE_SOURCE: usize = 3;
+const INTERRUPT_OVERRIDE_GSI: usize = 4;
+const INTERRUPT_OVERRIDE_FLAGS: usize = 8;
+/// The only source bus the structure defines.
+const BUS_ISA: u8 = 0;
 /// Local APIC Address Override structure, 5.2.12.8.
 const MADT_LAPIC_OVERRIDE: u8 = 5;
 const LAPIC_OVERRIDE_LEN: usize = 12;
@@ -757,6 +769,16 @@ fn parse_madt(t: &[u8], paddr: u64, platform: &mut Platform, problems: &mut Prob
                     });
                 }
             }
+            MADT_INTERRUPT_OVERRIDE if len != INTERRUPT_OVERRIDE_LEN => note(format_args!(
+                "the interrupt source override at offset {offset} has length {len}, not 10; \
+                 it is ignored"
+            )),
+            MADT_INTERRUPT_OVERRIDE => match interrupt_override(entry, &platform.isa_overrides) {
+                Ok(o) => platform.isa_overrides.push(o),
+                Err(why) => note(format_args!(
+                    "the interrupt source override at offset {offset} {why}; it is ignored"
+                )),
+            },
             MADT_LAPIC_OVERRIDE if len != LAPIC_OVERRIDE_LEN => note(format_args!(
                 "the local APIC address override at offset {offset} has length {len}, not \
                  12; it is ignored"
@@ -787,6 +809,34 @@ fn parse_madt(t: &[u8], paddr: u64, platform: &mut Platform, problems: &mut Prob
         note(format_args!("it gives no local APIC address"));
     }
     platform.local_apic_address = lapic;
+}
+
+/// An Interrupt Source Override entry of the right length, checked against those already
+/// kept (`kept`): `Err` says what is wrong with it.
+fn interrupt_override(
+    entry: &[u8],
+    kept: &[isa_irq::Override],
+) -> Result<isa_irq::Override, String> {
+    let bus = entry[INTERRUPT_OVERRIDE_BUS];
+    let irq = entry[INTERRUPT_OVERRIDE_SOURCE];
+    let gsi = u32_at(entry, INTERRUPT_OVERRIDE_GSI);
+    let flags = u16_at(entry, INTERRUPT_OVERRIDE_FLAGS);
+    if bus != BUS_ISA {
+        return Err(format!("names bus {bus}, not ISA (0)"));
+    }
+    if irq >= isa_irq::ISA_IRQS {
+        return Err(format!("names IRQ {irq}, which is not an ISA IRQ"));
+    }
+    if kept.iter().any(|o| o.irq == irq) {
+        return Err(format!("overrides IRQ {irq} a second time"));
+    }
+    let (polarity, trigger) = isa_irq::decode_flags(flags).map_err(|e| format!("{e}"))?;
+    Ok(isa_irq::Override {
+        irq,
+        gsi,
+        polarity,
+        trigger,
+    })
 }
 
 // The MCFG, PCI Firmware Specification 3.2 §4.1.2: the header, 8 reserved bytes, then
@@ -893,6 +943,7 @@ mod tests {
     use crate::rng::XorShift64 as Rng;
     use alloc::collections::BTreeMap;
     use alloc::vec;
+    use janus_drivers::isa_irq::{Polarity, Trigger};
 
     const PAGE: u64 = 4096;
 
@@ -1066,8 +1117,16 @@ mod tests {
         t
     }
 
-    /// QEMU's MADT for two CPUs: two local APICs, an I/O APIC, and an interrupt source
-    /// override.
+    fn interrupt_override(bus: u8, irq: u8, gsi: u32, flags: u16) -> Vec<u8> {
+        let mut body = vec![bus, irq];
+        body.extend_from_slice(&gsi.to_le_bytes());
+        body.extend_from_slice(&flags.to_le_bytes());
+        madt_entry(2, &body)
+    }
+
+    /// QEMU's MADT for two CPUs on `-M pc` (hw/i386/acpi-common.c, `build_madt`): two local
+    /// APICs, an I/O APIC, IRQ 0 moved to GSI 2, and the PCI IRQs 5, 9, 10 and 11 level,
+    /// active high.
     fn qemu_madt() -> Vec<u8> {
         madt(
             0xfee0_0000,
@@ -1075,7 +1134,11 @@ mod tests {
                 madt_entry(0, &[0, 0, 1, 0, 0, 0]),
                 madt_entry(0, &[1, 1, 1, 0, 0, 0]),
                 ioapic(0, 0xfec0_0000, 0),
-                madt_entry(2, &[0, 0, 2, 0, 0, 0, 0, 0]),
+                interrupt_override(0, 0, 2, 0),
+                interrupt_override(0, 5, 5, 0xd),
+                interrupt_override(0, 9, 9, 0xd),
+                interrupt_override(0, 10, 10, 0xd),
+                interrupt_override(0, 11, 11, 0xd),
             ],
         )
     }
@@ -1259,6 +1322,26 @@ mod tests {
                     address: 0xfec0_0000,
                     gsi_base: 0
                 }],
+                isa_overrides: [(0, 2), (5, 5), (9, 9), (10, 10), (11, 11)]
+                    .into_iter()
+                    .map(|(irq, gsi)| {
+                        let pci = irq != 0;
+                        isa_irq::Override {
+                            irq,
+                            gsi,
+                            polarity: if pci {
+                                Polarity::ActiveHigh
+                            } else {
+                                Polarity::ConformsToBus
+                            },
+                            trigger: if pci {
+                                Trigger::Level
+                            } else {
+                                Trigger::ConformsToBus
+                            },
+                        }
+                    })
+                    .collect(),
                 pci_ecam: vec![],
                 virtio_mmio: vec![],
                 problems: vec![],
@@ -1686,6 +1769,47 @@ mod tests {
             "override at offset 66 gives 0x0",
             "override at offset 78 has length 8",
             "it gives no local APIC address",
+        ] {
+            assert!(
+                has_problem(&platform, text),
+                "{text}: {:?}",
+                platform.problems
+            );
+        }
+    }
+
+    #[test]
+    fn bad_interrupt_source_overrides_are_skipped() {
+        let mut fw = Firmware::qemu();
+        *fw.table(MADT) = madt(
+            0xfee0_0000,
+            &[
+                interrupt_override(0, 9, 20, 0xf),
+                interrupt_override(1, 10, 10, 0xd),
+                interrupt_override(0, 16, 16, 0xd),
+                interrupt_override(0, 9, 9, 0xd),
+                interrupt_override(0, 11, 11, 0b10),
+                interrupt_override(0, 11, 11, 0b1000),
+                madt_entry(2, &[0, 4, 4, 0, 0, 0]),
+            ],
+        );
+        let platform = fw.parse();
+        assert_eq!(
+            platform.isa_overrides,
+            [isa_irq::Override {
+                irq: 9,
+                gsi: 20,
+                polarity: Polarity::ActiveLow,
+                trigger: Trigger::Level,
+            }]
+        );
+        for text in [
+            "override at offset 54 names bus 1, not ISA (0)",
+            "override at offset 64 names IRQ 16, which is not an ISA IRQ",
+            "override at offset 74 overrides IRQ 9 a second time",
+            "override at offset 84 flags 0x0002 use a reserved polarity or trigger mode",
+            "override at offset 94 flags 0x0008 use a reserved",
+            "override at offset 104 has length 8, not 10",
         ] {
             assert!(
                 has_problem(&platform, text),
@@ -2269,6 +2393,13 @@ mod tests {
             if let Ok(platform) = parse(&mem, RSDP) {
                 accepted += 1;
                 assert!(platform.ioapics.len() <= MAX_IOAPICS);
+                assert!(platform.isa_overrides.len() <= usize::from(isa_irq::ISA_IRQS));
+                assert!(
+                    platform
+                        .isa_overrides
+                        .iter()
+                        .all(|o| o.irq < isa_irq::ISA_IRQS)
+                );
                 assert!(platform.problems.len() <= MAX_PROBLEMS + 1);
                 assert!(platform.ioapics.iter().all(|io| io.address != 0));
                 assert!(platform.hpet.is_none_or(|h| h.base != 0));

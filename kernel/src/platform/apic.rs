@@ -11,7 +11,7 @@ use core::fmt;
 use janus_drivers::apic::{
     self, ApicError, ApicMode, Capabilities, LocalApic, Register, Registers, X2Apic, XApic,
 };
-use janus_drivers::ioapic::{self, IoApic, IoApicError};
+use janus_drivers::ioapic::{self, IoApic, IoApicError, Signal};
 use janus_drivers::pic::{self, PicError};
 use spin::Mutex;
 use x86_64::PhysAddr;
@@ -145,9 +145,9 @@ pub fn init(
 /// The IOAPICs [`init`] found, with the first GSI each delivers, for [`route_gsi`].
 static IO_APICS: Mutex<Vec<(u32, IoApic<ioapic::Mmio>)>> = Mutex::new(Vec::new());
 
-/// Sends global system interrupt `gsi` to `vector` on this vCPU, unmasked. `level` and
-/// `active_low` describe the line as the firmware (MADT override, DSDT) or the bus defines it.
-pub fn route_gsi(gsi: u32, vector: u8, level: bool, active_low: bool) -> Result<(), RouteError> {
+/// Sends global system interrupt `gsi` to `vector` on this vCPU, unmasked. `signal`
+/// describes the line as the firmware (MADT override, DSDT) or the bus defines it.
+pub fn route_gsi(gsi: u32, vector: u8, signal: Signal) -> Result<(), RouteError> {
     let mut io_apics = IO_APICS.lock();
     let (base, io_apic) = io_apics
         .iter_mut()
@@ -157,7 +157,7 @@ pub fn route_gsi(gsi: u32, vector: u8, level: bool, active_low: bool) -> Result<
     // The initial APIC ID (CPUID.1:EBX[31:24]) is this vCPU's, the only one that runs.
     let destination = (crate::platform::cpuid(1, 0).ebx >> 24) as u8;
     io_apic
-        .route(pin, vector, destination, level, active_low)
+        .route(pin, vector, destination, signal)
         .and_then(|()| io_apic.set_masked(pin, false))
         .map_err(RouteError::IoApic)
 }
