@@ -530,18 +530,19 @@ impl RunConfig {
     /// With devices, prepares them unless done already, answers the kernel's
     /// `@janus net-echo ready` with the UDP echo exchange, and after QEMU exits fills the
     /// outcome's [`Outcome::host_checks`] and [`Outcome::io_dir`]; the caller removes or
-    /// keeps that directory ([`devices::keep_or_remove`]). When QEMU cannot be run, a
-    /// directory made here is removed.
+    /// keeps that directory ([`devices::keep_or_remove`]). When QEMU cannot be run, the
+    /// directory is removed, whoever prepared it: it holds nothing a boot wrote.
     pub fn run(&self, sink: &mut dyn FnMut(Stream, &str)) -> Result<Outcome, RunError> {
         let mut launch = RunConfig {
             host_time: self.host_time.or_else(host::unix_time),
             ..self.clone()
         };
-        launch.check().map_err(RunError::Config)?;
-        launch.prepare_devices().map_err(RunError::Devices)?;
-        let result = launch.run_prepared(sink);
+        let result = launch
+            .check()
+            .map_err(RunError::Config)
+            .and_then(|()| launch.prepare_devices().map_err(RunError::Devices))
+            .and_then(|()| launch.run_prepared(sink));
         if result.is_err()
-            && self.io.is_none()
             && let Some(io) = launch.attached()
         {
             let _ = std::fs::remove_dir_all(&io.dir);

@@ -95,7 +95,7 @@ impl Abort {
 }
 
 /// Why a `@janus` line does not follow the contract.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ParseError {
     MissingWord,
     MissingName {
@@ -122,6 +122,12 @@ pub enum ParseError {
         key: &'static str,
         value: String,
     },
+    /// A bench line whose statistics are not `min <= median <= p99`.
+    BadSpread {
+        min: f64,
+        median: f64,
+        p99: f64,
+    },
 }
 
 impl fmt::Display for ParseError {
@@ -139,6 +145,10 @@ impl fmt::Display for ParseError {
             ParseError::BadNumber { key, value } => {
                 write!(f, "`{key}={value}` is not a finite number")
             }
+            ParseError::BadSpread { min, median, p99 } => write!(
+                f,
+                "min={min} median={median} p99={p99} are not min <= median <= p99"
+            ),
         }
     }
 }
@@ -250,7 +260,7 @@ fn parse_test<'a>(mut tokens: impl Iterator<Item = &'a str>) -> Result<Test, Par
 fn parse_bench<'a>(mut tokens: impl Iterator<Item = &'a str>) -> Result<Bench, ParseError> {
     let id = name(&mut tokens, "bench")?;
     let mut f = fields(tokens)?;
-    Ok(Bench {
+    let bench = Bench {
         id,
         unit: take(&mut f, "bench", "unit")?,
         n: take_u64(&mut f, "bench", "n")?,
@@ -258,7 +268,15 @@ fn parse_bench<'a>(mut tokens: impl Iterator<Item = &'a str>) -> Result<Bench, P
         median: take_f64(&mut f, "bench", "median")?,
         p99: take_f64(&mut f, "bench", "p99")?,
         extra: f,
-    })
+    };
+    if !(bench.min <= bench.median && bench.median <= bench.p99) {
+        return Err(ParseError::BadSpread {
+            min: bench.min,
+            median: bench.median,
+            p99: bench.p99,
+        });
+    }
+    Ok(bench)
 }
 
 fn parse_done<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Done, ParseError> {
@@ -910,6 +928,14 @@ mod tests {
             ParseError::BadNumber {
                 key: "min",
                 value: "nan".into()
+            }
+        );
+        assert_eq!(
+            error("@janus bench rdtsc unit=ns n=3 min=5 median=2 p99=3"),
+            ParseError::BadSpread {
+                min: 5.0,
+                median: 2.0,
+                p99: 3.0
             }
         );
         assert_eq!(

@@ -81,15 +81,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     println!("{}", devices_line(&config));
     println!("running: {}", host::command_line(&config.command()));
     let mut console = Console::new(&config.image, &workspace.root);
-    let outcome = match config.run(&mut |stream, line| console.show(stream, line)) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            if let Some(io) = config.attached() {
-                let _ = std::fs::remove_dir_all(&io.dir);
-            }
-            return Err(e.into());
-        }
-    };
+    let outcome = config.run(&mut |stream, line| console.show(stream, line))?;
     let report = Report::from_lines(&outcome.console);
     for check in &outcome.host_checks {
         println!("{check}");

@@ -18,6 +18,8 @@ use super::results::Summary;
 /// The part of an earlier report.json that a comparison reads.
 #[derive(Debug, Deserialize)]
 pub struct Earlier {
+    /// [`super::report::SCHEMA`] of the xtask that wrote it.
+    pub schema: u32,
     pub summary: Vec<Summary>,
 }
 
@@ -26,6 +28,7 @@ pub struct Earlier {
 pub enum CompareError {
     Read { path: PathBuf, reason: String },
     Parse { path: PathBuf, reason: String },
+    Schema { path: PathBuf, schema: u32 },
 }
 
 impl fmt::Display for CompareError {
@@ -42,6 +45,13 @@ impl fmt::Display for CompareError {
                 "--compare {}: not a `cargo xtask bench` report.json ({reason})",
                 path.display()
             ),
+            CompareError::Schema { path, schema } => write!(
+                f,
+                "--compare {}: written in report schema {schema}, this xtask writes {}; run \
+                 `cargo xtask bench` on the earlier commit again to compare",
+                path.display(),
+                super::report::SCHEMA
+            ),
         }
     }
 }
@@ -54,10 +64,17 @@ impl Earlier {
             path: path.to_path_buf(),
             reason: crate::host::io_reason(&e),
         })?;
-        serde_json::from_str(&text).map_err(|e| CompareError::Parse {
+        let earlier: Earlier = serde_json::from_str(&text).map_err(|e| CompareError::Parse {
             path: path.to_path_buf(),
             reason: e.to_string(),
-        })
+        })?;
+        if earlier.schema != super::report::SCHEMA {
+            return Err(CompareError::Schema {
+                path: path.to_path_buf(),
+                schema: earlier.schema,
+            });
+        }
+        Ok(earlier)
     }
 }
 
@@ -73,9 +90,9 @@ pub struct Regression {
 }
 
 impl Regression {
-    /// The change of the median, in percent of the old one.
-    pub fn change_percent(&self) -> f64 {
-        (self.new - self.old) / self.old * 100.0
+    /// The change of the median, in percent of the old one; `None` from an old median of 0.
+    pub fn change_percent(&self) -> Option<f64> {
+        (self.old != 0.0).then(|| (self.new - self.old) / self.old * 100.0)
     }
 }
 
@@ -83,13 +100,14 @@ impl fmt::Display for Regression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {}: median {} -> {} {} ({:+.1}%), outside the earlier spread {}..{}",
+            "{} {}: median {} -> {} {} ({}), outside the earlier spread {}..{}",
             self.environment,
             self.id,
             self.old,
             self.new,
             self.unit,
-            self.change_percent(),
+            self.change_percent()
+                .map_or_else(|| "from 0".to_string(), |p| format!("{p:+.1}%")),
             self.old_spread.0,
             self.old_spread.1
         )
@@ -104,23 +122,25 @@ pub struct Comparison {
     pub regressions: Vec<Regression>,
     /// `environment id` pairs the earlier run had and this one lacks.
     pub missing: Vec<String>,
+    /// Benchmarks measured in another unit this time, which cannot be compared.
+    pub unit_changed: Vec<String>,
 }
 
 pub fn compare(old: &[Summary], new: &[Summary]) -> Comparison {
     let mut comparison = Comparison::default();
     for before in old {
-        let Some(after) = new
-            .iter()
-            .find(|s| s.environment == before.environment && s.id == before.id)
-        else {
-            comparison
-                .missing
-                .push(format!("{} {}", before.environment, before.id));
+        let same = |s: &&Summary| s.environment == before.environment && s.id == before.id;
+        let Some(after) = new.iter().filter(same).find(|s| s.unit == before.unit) else {
+            let name = format!("{} {}", before.environment, before.id);
+            match new.iter().find(same) {
+                Some(other) => comparison.unit_changed.push(format!(
+                    "{name}: {} then, {} now",
+                    before.unit, other.unit
+                )),
+                None => comparison.missing.push(name),
+            }
             continue;
         };
-        if after.unit != before.unit {
-            continue;
-        }
         comparison.compared += 1;
         let Some(higher_is_better) = after.family.higher_is_better(&after.unit) else {
             continue;
@@ -172,7 +192,7 @@ mod tests {
         let c = compare(&old, &new);
         assert_eq!(c.compared, 1);
         assert_eq!(c.regressions.len(), 1);
-        assert_eq!(c.regressions[0].change_percent(), 100.0);
+        assert_eq!(c.regressions[0].change_percent(), Some(100.0));
         assert!(c.regressions[0].to_string().contains("(+100.0%)"));
     }
 
@@ -229,13 +249,31 @@ mod tests {
     }
 
     #[test]
+    fn a_unit_change_is_listed_not_compared_and_a_zero_median_has_no_percentage() {
+        let old = [summary("cpuid", "ns", &[100.0], 90.0, 120.0)];
+        let new = [summary("cpuid", "cycles", &[900.0], 800.0, 950.0)];
+        let c = compare(&old, &new);
+        assert_eq!((c.compared, c.regressions.len()), (0, 0));
+        assert_eq!(c.unit_changed, ["tcg/pc cpuid: ns then, cycles now"]);
+        assert!(c.missing.is_empty());
+
+        let zero = [summary("cpuid", "ns", &[0.0], 0.0, 0.0)];
+        let c = compare(&zero, &[summary("cpuid", "ns", &[5.0], 4.0, 6.0)]);
+        assert_eq!(c.regressions[0].change_percent(), None);
+        assert!(c.regressions[0].to_string().contains("(from 0)"));
+    }
+
+    #[test]
     fn an_unreadable_or_foreign_file_is_one_clear_line() {
         let missing = Earlier::load(Path::new("/nonexistent/report.json")).unwrap_err();
         assert!(missing.to_string().contains("cannot read it"), "{missing}");
         let path = std::env::temp_dir().join(format!("janus-compare-{}.json", std::process::id()));
         fs::write(&path, "{\"rows\": []}").unwrap();
         let foreign = Earlier::load(&path).unwrap_err();
+        fs::write(&path, "{\"schema\": 0, \"summary\": []}").unwrap();
+        let older = Earlier::load(&path).unwrap_err();
         fs::remove_file(&path).unwrap();
+        assert!(older.to_string().contains("schema 0"), "{older}");
         assert!(
             foreign
                 .to_string()

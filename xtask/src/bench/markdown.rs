@@ -126,7 +126,7 @@ pub fn render(report: &BenchReport, charts: &[Family]) -> String {
         "| environment | hypervisor | paging | clock | timer | boots passed |\n|---|---|---|---|---|---|"
     );
     for e in &report.environments {
-        let key = |k: &str| e.env.get(k).map_or("?", String::as_str).to_string();
+        let key = |k: &str| cell(e.env.get(k).map_or("?", String::as_str));
         let passed = e.boots.iter().filter(|b| b.passed).count();
         let _ = writeln!(
             out,
@@ -159,12 +159,7 @@ pub fn render(report: &BenchReport, charts: &[Family]) -> String {
                 family.slug()
             );
         }
-        let unit = report
-            .summary
-            .iter()
-            .find(|s| s.family == family)
-            .map(|s| s.shown_unit())
-            .unwrap_or_default();
+        let unit = report.family_unit(family);
         let _ = write!(out, "| benchmark ({unit}) |");
         for env in &environments {
             let _ = write!(out, " {env} |");
@@ -175,12 +170,26 @@ pub fn render(report: &BenchReport, charts: &[Family]) -> String {
         }
         out.push('\n');
         for id in ids {
-            let _ = write!(out, "| {id} |");
+            let _ = write!(out, "| {} |", cell(id));
             for env in &environments {
-                let text = report
-                    .find(env, id)
-                    .and_then(|s| s.shown())
-                    .map_or_else(|| "–".to_string(), |v| with_spread(v.median, v.low, v.high));
+                let values: Vec<String> = report
+                    .find_all(env, id)
+                    .filter_map(|s| {
+                        let v = s.shown()?;
+                        let text = with_spread(v.median, v.low, v.high);
+                        let own_unit = s.shown_unit();
+                        Some(if own_unit == unit {
+                            text
+                        } else {
+                            format!("{text} {own_unit}")
+                        })
+                    })
+                    .collect();
+                let text = if values.is_empty() {
+                    "–".to_string()
+                } else {
+                    values.join("; ")
+                };
                 let _ = write!(out, " {text} |");
             }
             out.push('\n');
@@ -222,9 +231,9 @@ fn numbers(out: &mut String, name: &str, claim: &Claim) {
             "| {} | {} | {} | {} {} |",
             cell(&n.label),
             n.environment,
-            n.id,
+            cell(&n.id),
             value(n.value),
-            n.unit
+            cell(&n.unit)
         );
     }
     out.push('\n');

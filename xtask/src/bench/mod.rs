@@ -381,6 +381,9 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
         for m in &comparison.missing {
             println!("  not measured this time: {m}");
         }
+        for u in &comparison.unit_changed {
+            println!("  not comparable, the unit changed: {u}");
+        }
         regressed = !comparison.regressions.is_empty();
     }
     for path in &written {

@@ -99,12 +99,7 @@ impl BenchReport {
                 if ids.is_empty() {
                     return None;
                 }
-                let unit = self
-                    .summary
-                    .iter()
-                    .find(|s| s.family == family)
-                    .map(Summary::shown_unit)
-                    .unwrap_or_default();
+                let unit = self.family_unit(family);
                 let groups = ids
                     .iter()
                     .map(|id| chart::Group {
@@ -112,7 +107,10 @@ impl BenchReport {
                         values: series
                             .iter()
                             .map(|env| {
-                                let shown = self.find(env, id)?.shown()?;
+                                let shown = self
+                                    .find_all(env, id)
+                                    .find(|s| s.shown_unit() == unit)?
+                                    .shown()?;
                                 Some(chart::Value {
                                     median: shown.median,
                                     low: shown.low,
@@ -146,10 +144,26 @@ impl BenchReport {
         ids
     }
 
-    pub fn find(&self, environment: &str, id: &str) -> Option<&Summary> {
+    /// The summaries of `id` in `environment`: one, unless boots printed it in different
+    /// units.
+    pub fn find_all<'a>(
+        &'a self,
+        environment: &'a str,
+        id: &'a str,
+    ) -> impl Iterator<Item = &'a Summary> + 'a {
         self.summary
             .iter()
-            .find(|s| s.environment == environment && s.id == id)
+            .filter(move |s| s.environment == environment && s.id == id)
+    }
+
+    /// The unit a family's table and chart are labelled in: that of its first summary.
+    /// Numbers in another unit are marked with theirs in the table and left off the chart.
+    pub fn family_unit(&self, family: Family) -> String {
+        self.summary
+            .iter()
+            .find(|s| s.family == family)
+            .map(Summary::shown_unit)
+            .unwrap_or_default()
     }
 
     /// Writes report.json, report.md and the charts into `dir`, replacing an earlier
@@ -175,7 +189,15 @@ impl BenchReport {
         let mut chart_files = Vec::new();
         for (family, chart) in self.charts() {
             let path = charts_dir.join(format!("{}.svg", family.slug()));
-            let svg = chart::render_svg(&chart).map_err(|e| e.to_string())?;
+            // One family's numbers that cannot be drawn must not cost the rest of the report:
+            // its table still shows them.
+            let svg = match chart::render_svg(&chart) {
+                Ok(svg) => svg,
+                Err(e) => {
+                    println!("bench: no chart for {}: {e}", family.title());
+                    continue;
+                }
+            };
             fs::write(&path, svg).map_err(|e| failed(&path, e))?;
             chart_files.push(family);
             written.push(path);

@@ -98,12 +98,18 @@ pub struct Shown {
 }
 
 impl Summary {
-    /// Groups rows by environment and id, in first-seen order.
+    /// Groups rows by environment, id and unit, in first-seen order: a kernel that knew no
+    /// TSC frequency in one boot printed cycles where the others printed ns, and the two
+    /// must not share a median.
     pub fn from_rows(rows: &[Row]) -> Vec<Summary> {
-        let mut order: Vec<(&str, &str)> = Vec::new();
-        let mut groups: BTreeMap<(&str, &str), Vec<&Row>> = BTreeMap::new();
+        let mut order: Vec<(&str, &str, &str)> = Vec::new();
+        let mut groups: BTreeMap<(&str, &str, &str), Vec<&Row>> = BTreeMap::new();
         for row in rows {
-            let key = (row.environment.as_str(), row.id.as_str());
+            let key = (
+                row.environment.as_str(),
+                row.id.as_str(),
+                row.unit.as_str(),
+            );
             let group = groups.entry(key).or_default();
             if group.is_empty() {
                 order.push(key);
