@@ -3,8 +3,9 @@
 //! the host.
 
 use super::{Outcome, ensure};
+use crate::arch::boot::boot_tsc;
 use crate::arch::cpu::rdtsc_ordered;
-use crate::time::selection::{Kind, drift_ppb, ticks_to_ns};
+use crate::time::selection::{Kind, TscOrigin, drift_ppb, since_launch_s, ticks_to_ns};
 use crate::time::tsc::Frequency;
 use crate::time::{boot, clock, timer};
 
@@ -170,23 +171,26 @@ fn clock_and_tsc() -> Reading {
 /// How far the wall clock may be from the host's, in seconds.
 const WALL_TOLERANCE_S: i64 = 5;
 
-/// `host_time` is the host's wall clock when it launched the machine; the TSC, which counts
-/// from reset, says how long ago that was (up to the few seconds Xen takes to start a dom0,
-/// well inside the tolerance).
+/// `host_time` is the host's wall clock when it launched the machine; the TSC says how long
+/// ago that was (see [`since_launch_s`]; the few seconds Xen takes to start a dom0 are well
+/// inside the tolerance).
 pub fn wall_clock(host_time: u64) -> Outcome {
     let wall_ns = clock::wall_ns().ok_or("no wall clock source (see the warning at boot)")?;
-    let since_reset_s = clock::sources()
-        .tsc
-        .map_or(0, |f| rdtsc_ordered() / f.hz.max(1));
+    let (since_launch_s, origin) = clock::sources().tsc.map_or((0, TscOrigin::Reset), |f| {
+        since_launch_s(rdtsc_ordered(), boot_tsc(), f.hz)
+    });
     let wall_s = (wall_ns / 1_000_000_000) as i64;
-    let expected_s = (host_time + since_reset_s) as i64;
+    let expected_s = (host_time + since_launch_s) as i64;
     let offset = wall_s - expected_s;
     ensure!(
         offset.abs() <= WALL_TOLERANCE_S,
         "wall clock says {wall_s} s since the epoch, the host said {host_time} s, \
-         {since_reset_s} s ago: {offset} s apart"
+         {since_launch_s} s ago (TSC from {}): {offset} s apart",
+        origin.name()
     );
     Ok(Some(alloc::format!(
-        "wall_s={wall_s} host_time={host_time} since_reset_s={since_reset_s} offset_s={offset}"
+        "wall_s={wall_s} host_time={host_time} since_launch_s={since_launch_s} tsc_from={} \
+         offset_s={offset}",
+        origin.name()
     )))
 }

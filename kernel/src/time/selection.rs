@@ -74,6 +74,42 @@ pub fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
     u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(hz.max(1))).unwrap_or(u64::MAX)
 }
 
+/// Where [`since_launch_s`] counted from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TscOrigin {
+    /// The TSC counts from the VM's reset.
+    Reset,
+    /// The TSC was not reset with the VM, so the count starts at kernel entry.
+    Entry,
+}
+
+impl TscOrigin {
+    pub fn name(self) -> &'static str {
+        match self {
+            TscOrigin::Reset => "reset",
+            TscOrigin::Entry => "entry",
+        }
+    }
+}
+
+/// Longer than any VM here runs before the kernel's first instruction: Xen on TCG, on a
+/// loaded host, took 9 s to start its dom0.
+pub const MAX_BEFORE_ENTRY_S: u64 = 120;
+
+/// Seconds since the VM started, from TSC values `now` and `at_entry` (kernel entry) of a
+/// `hz` TSC. A TSC that counts from reset says so by a small `at_entry`; one that does not
+/// (this machine kind's shadow-paging KVM, `kvm_pvm`, passes the host's TSC through
+/// unoffset, so it reads the host's uptime) is counted from kernel entry instead, which
+/// misses only the firmware's part.
+pub fn since_launch_s(now: u64, at_entry: u64, hz: u64) -> (u64, TscOrigin) {
+    let hz = hz.max(1);
+    if at_entry / hz <= MAX_BEFORE_ENTRY_S {
+        (now / hz, TscOrigin::Reset)
+    } else {
+        (now.saturating_sub(at_entry) / hz, TscOrigin::Entry)
+    }
+}
+
 /// How far a source drifted from the reference over one interval, in parts per billion:
 /// positive when it ran fast. `None` for an empty reference interval.
 pub fn drift_ppb(source_ns: u64, reference_ns: u64) -> Option<i64> {
@@ -138,6 +174,19 @@ mod tests {
         assert_eq!(ns_to_ticks(u64::MAX, u64::MAX), u64::MAX);
         assert_eq!(ticks_to_ns(u64::MAX, 1), u64::MAX);
         assert_eq!(ticks_to_ns(7, 0), 7_000_000_000);
+    }
+
+    #[test]
+    fn time_since_launch_counts_from_reset_unless_the_tsc_was_not_reset() {
+        let hz = 2_000_000_000;
+        assert_eq!(since_launch_s(9 * hz, 8 * hz, hz), (9, TscOrigin::Reset));
+        // A host TSC at four days of uptime, the kernel entered three seconds ago.
+        let host_uptime = 4 * 86_400 * hz;
+        assert_eq!(
+            since_launch_s(host_uptime + 3 * hz, host_uptime, hz),
+            (3, TscOrigin::Entry)
+        );
+        assert_eq!(since_launch_s(5, u64::MAX, 0), (0, TscOrigin::Entry));
     }
 
     #[test]

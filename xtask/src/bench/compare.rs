@@ -133,10 +133,9 @@ pub fn compare(old: &[Summary], new: &[Summary]) -> Comparison {
         let Some(after) = new.iter().filter(same).find(|s| s.unit == before.unit) else {
             let name = format!("{} {}", before.environment, before.id);
             match new.iter().find(same) {
-                Some(other) => comparison.unit_changed.push(format!(
-                    "{name}: {} then, {} now",
-                    before.unit, other.unit
-                )),
+                Some(other) => comparison
+                    .unit_changed
+                    .push(format!("{name}: {} then, {} now", before.unit, other.unit)),
                 None => comparison.missing.push(name),
             }
             continue;

@@ -105,11 +105,7 @@ impl Summary {
         let mut order: Vec<(&str, &str, &str)> = Vec::new();
         let mut groups: BTreeMap<(&str, &str, &str), Vec<&Row>> = BTreeMap::new();
         for row in rows {
-            let key = (
-                row.environment.as_str(),
-                row.id.as_str(),
-                row.unit.as_str(),
-            );
+            let key = (row.environment.as_str(), row.id.as_str(), row.unit.as_str());
             let group = groups.entry(key).or_default();
             if group.is_empty() {
                 order.push(key);
