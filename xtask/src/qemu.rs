@@ -553,7 +553,8 @@ impl RunConfig {
     fn run_prepared(&self, sink: &mut dyn FnMut(Stream, &str)) -> Result<Outcome, RunError> {
         let ends_run = |stream: Stream, line: &str| match (stream, &self.guest) {
             (Stream::Console, Guest::Xen { .. }) => xen::console::terminal(line).is_some(),
-            _ => false,
+            (Stream::Qemu, _) => kvm_internal_error(line),
+            (Stream::Console, Guest::Direct) => false,
         };
         let io = self.attached();
         let mut echo: Option<EchoThread> = None;
@@ -585,6 +586,16 @@ impl RunConfig {
             Guest::Xen { .. } => xen::console::verdict(&label, &self.cmdline, outcome, report),
         }
     }
+}
+
+/// How QEMU's stderr line starts when KVM cannot go on with the guest (an instruction it
+/// could not emulate, under this machine kind's `kvm_pvm`); QEMU then pauses the guest
+/// instead of exiting, so only the timeout would end the run.
+const KVM_INTERNAL_ERROR: &str = "KVM internal error";
+
+/// Whether QEMU's `line` says KVM could not go on with the guest.
+pub fn kvm_internal_error(line: &str) -> bool {
+    line.contains(KVM_INTERNAL_ERROR)
 }
 
 /// Where an output line came from.

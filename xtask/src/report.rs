@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::devices::HostCheck;
-use crate::qemu::Outcome;
+use crate::qemu::{self, Outcome};
 use crate::xen;
 
 /// The prefix of every machine-readable line.
@@ -541,6 +541,15 @@ fn judge(cmdline: &str, outcome: &Outcome, report: &Report) -> (VerdictKind, Str
         Some(line) => format!("last line: {line}"),
         None => "no console output".to_string(),
     };
+    if let Some(kvm) = outcome.stderr.iter().find(|l| qemu::kvm_internal_error(l)) {
+        return (
+            VerdictKind::QemuFailed,
+            format!(
+                "{}: KVM could not go on with the guest and QEMU paused it; {last_line}",
+                kvm.trim()
+            ),
+        );
+    }
     if let Some(limit) = outcome.timed_out_after {
         return (
             VerdictKind::Timeout,
@@ -1277,6 +1286,23 @@ mod tests {
         );
         assert!(v.detail.ends_with("... (4096 bytes))"), "{v}");
         assert!(v.to_string().len() < 200);
+    }
+
+    #[test]
+    fn a_kvm_internal_error_is_named_instead_of_a_timeout() {
+        let mut o = outcome(None, &["@janus env hypervisor=kvm"]);
+        o.timed_out_after = Some(std::time::Duration::from_secs(150));
+        o.stderr = vec![
+            "KVM internal error. Suberror: 1".into(),
+            "RAX=0000000000000000 RBX=0000000000000000".into(),
+        ];
+        let v = verdict("kvm/pc", "", &o, &Report::from_lines(&o.console));
+        assert_eq!(v.kind, VerdictKind::QemuFailed);
+        assert!(
+            v.detail
+                .starts_with("KVM internal error. Suberror: 1: KVM could not go on"),
+            "{v}"
+        );
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub fn run(
         // KVM internal error QEMU pauses the guest rather than exiting (ENVIRONMENTS.md).
         &|stream, line| match stream {
             Stream::Console => console::kernel_panic(line).is_some(),
-            Stream::Qemu => console::kvm_internal_error(line),
+            Stream::Qemu => qemu::kvm_internal_error(line),
         },
         &mut |_, _| {},
     )

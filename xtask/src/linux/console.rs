@@ -2,7 +2,7 @@
 //! the boot failed, why, in one line.
 
 use super::init;
-use crate::qemu::Outcome;
+use crate::qemu::{Outcome, kvm_internal_error};
 
 /// The kernel's line when it starts init (Linux's init/main.c). It is logged at KERN_INFO,
 /// which reaches the console at Debian's default console log level.
@@ -10,10 +10,6 @@ pub const RUN_INIT: &str = "Run /init as init process";
 
 /// How a kernel panic's first line starts, after its timestamp.
 const KERNEL_PANIC: &str = "Kernel panic - not syncing";
-
-/// QEMU's stderr line when KVM cannot go on with the guest; QEMU then pauses the guest
-/// rather than exiting, so the run ends at its timeout.
-const KVM_INTERNAL_ERROR: &str = "KVM internal error";
 
 /// What a boot's output says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,11 +50,6 @@ pub fn run_init_us(line: &str) -> Option<u64> {
 pub fn kernel_panic(line: &str) -> Option<&str> {
     let at = line.find(KERNEL_PANIC)?;
     Some(line[at..].trim_end())
-}
-
-/// Whether QEMU's `line` says KVM could not go on with the guest.
-pub fn kvm_internal_error(line: &str) -> bool {
-    line.contains(KVM_INTERNAL_ERROR)
 }
 
 /// Reads a finished run of the peer.
