@@ -307,6 +307,9 @@ impl Boot {
                 format!("self-test {name} missing")
             });
         }
+        if hypervisor == "tcg" {
+            self.assert_tests_passed(&["exception-probes"]);
+        }
         self.assert_benches(&REQUIRED_BENCHES);
         let Some(done) = &self.report.done else {
             self.fail("no `@janus done` line");

@@ -9,9 +9,9 @@ use x86_64::VirtAddr;
 
 use super::stats;
 use crate::arch::cpu::rdtsc_ordered;
-use crate::arch::extable::probe_read_u8;
+use crate::arch::extable::{HypercallFaulted, probe_kvm_hypercall, probe_read_u8};
 use crate::mm::layout::UNMAPPED_PROBE_PAGE;
-use janus_hypercall::kvm::hypercall::KvmHypercalls;
+use janus_hypercall::kvm::hypercall::{KvmHypercalls, check, nr};
 
 use crate::platform::xen::Xen;
 use crate::println;
@@ -125,13 +125,21 @@ pub fn run_all(time: &TimeInfo, xen: Option<&Xen>, kvm: Option<&KvmHypercalls>) 
             tsc,
         );
     } else if let Some(kvm) = kvm {
-        report(
-            "hypercall",
-            measure(|| {
-                black_box(kvm.vapic_poll_irq()).expect("KVM_HC_VAPIC_POLL_IRQ failed");
-            }),
-            tsc,
-        );
+        let instruction = kvm.instruction();
+        match probe_kvm_hypercall(instruction, nr::VAPIC_POLL_IRQ).map(check) {
+            Ok(Ok(_)) => report(
+                "hypercall",
+                measure(|| {
+                    black_box(kvm.vapic_poll_irq()).expect("KVM_HC_VAPIC_POLL_IRQ worked once");
+                }),
+                tsc,
+            ),
+            Ok(Err(e)) => println!("janus: no hypercall benchmark: KVM_HC_VAPIC_POLL_IRQ: {e}"),
+            Err(HypercallFaulted) => println!(
+                "janus: no hypercall benchmark: {instruction:?} faulted, so this KVM does not \
+                 take hypercalls that way"
+            ),
+        }
     }
 
     super::paging::run_all(tsc);

@@ -1,5 +1,6 @@
 //! In-guest self-tests. Each prints one `@janus test <name> pass|fail [reason=...]` line.
 
+mod exception_probes;
 mod frame_allocator;
 mod heap;
 pub mod io;
@@ -13,7 +14,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use janus_hypercall::cpuid::Detection;
+use janus_hypercall::cpuid::{Detection, Hypervisor};
 
 use crate::platform::xen::Xen;
 use crate::println;
@@ -74,6 +75,9 @@ pub fn run_all(
         ("sleep", Box::new(time::sleep)),
         ("clock-vs-tsc", Box::new(time::clock_vs_tsc)),
     ];
+    if matches!(hypervisor.hypervisor, Hypervisor::Tcg | Hypervisor::None) {
+        tests.push(("exception-probes", Box::new(exception_probes::run)));
+    }
     match host_time {
         Some(host_time) => {
             tests.push(("wall-clock", Box::new(move || time::wall_clock(host_time))))

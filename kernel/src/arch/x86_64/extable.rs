@@ -1,8 +1,10 @@
-//! Memory probes that survive a page fault: the faulting instruction's address is listed, and
-//! the page-fault handler resumes at the probe's fixup instead of reporting a fatal fault
-//! (the same idea as Linux's exception tables). Used to time a page-fault round trip and to
-//! test that unmapped memory really faults.
+//! Probes that survive a fault: each probing instruction's address is listed with a fixup,
+//! and the handlers of #UD, #GP and #PF resume there instead of reporting a fatal fault (the
+//! same idea as Linux's exception tables). A byte read times a page-fault round trip and
+//! tests that unmapped memory really faults; a KVM hypercall finds out whether this KVM takes
+//! hypercalls the usual way before a benchmark relies on it.
 
+use janus_hypercall::kvm::hypercall::HypercallInstruction;
 use x86_64::VirtAddr;
 
 core::arch::global_asm!(
@@ -20,6 +22,29 @@ janus_probe_read_u8_access:
 janus_probe_read_u8_fixup:
     mov edx, 1
     ret
+
+    .global janus_probe_vmcall
+janus_probe_vmcall:
+    mov eax, edi
+    .global janus_probe_vmcall_access
+janus_probe_vmcall_access:
+    vmcall
+    xor edx, edx
+    ret
+
+    .global janus_probe_vmmcall
+janus_probe_vmmcall:
+    mov eax, edi
+    .global janus_probe_vmmcall_access
+janus_probe_vmmcall_access:
+    vmmcall
+    xor edx, edx
+    ret
+
+    .global janus_probe_hypercall_fixup
+janus_probe_hypercall_fixup:
+    mov edx, 1
+    ret
     "#
 );
 
@@ -34,6 +59,11 @@ unsafe extern "C" {
     fn janus_probe_read_u8(addr: u64) -> ProbeResult;
     static janus_probe_read_u8_access: u8;
     static janus_probe_read_u8_fixup: u8;
+    fn janus_probe_vmcall(nr: u32) -> ProbeResult;
+    static janus_probe_vmcall_access: u8;
+    fn janus_probe_vmmcall(nr: u32) -> ProbeResult;
+    static janus_probe_vmmcall_access: u8;
+    static janus_probe_hypercall_fixup: u8;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,9 +84,53 @@ pub unsafe fn probe_read_u8(addr: VirtAddr) -> Result<u8, PageFaulted> {
     }
 }
 
-/// Where to resume after a page fault at `rip`, if `rip` is a probe.
+/// The hypercall instruction raised an exception instead of reaching the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HypercallFaulted;
+
+/// Makes KVM hypercall `nr`, which must take no arguments (the argument registers hold
+/// whatever the probe left there), with `instruction`; KVM's raw result, or that the
+/// instruction faulted. Under a KVM that takes hypercalls another way (this machine kind's
+/// shadow-paging `kvm_pvm` was read to turn `vmcall` into a fault) that is an answer,
+/// not a crash.
+pub fn probe_kvm_hypercall(
+    instruction: HypercallInstruction,
+    nr: u32,
+) -> Result<i64, HypercallFaulted> {
+    // SAFETY: the kernel runs at CPL 0, where the instruction either exits to the
+    // hypervisor, which writes only rax, or faults at the listed address and resumes at the
+    // fixup; an argument-less hypercall lets the host write no guest memory.
+    let result = unsafe {
+        match instruction {
+            HypercallInstruction::Vmcall => janus_probe_vmcall(nr),
+            HypercallInstruction::Vmmcall => janus_probe_vmmcall(nr),
+        }
+    };
+    if result.faulted != 0 {
+        Err(HypercallFaulted)
+    } else {
+        Ok(result.value as i64)
+    }
+}
+
+/// Where to resume after a #UD, #GP or #PF at `rip`, if `rip` is a probe.
 pub fn fixup_for(rip: u64) -> Option<u64> {
-    let access = &raw const janus_probe_read_u8_access as u64;
-    let fixup = &raw const janus_probe_read_u8_fixup as u64;
-    (rip == access).then_some(fixup)
+    let probes = [
+        (
+            &raw const janus_probe_read_u8_access,
+            &raw const janus_probe_read_u8_fixup,
+        ),
+        (
+            &raw const janus_probe_vmcall_access,
+            &raw const janus_probe_hypercall_fixup,
+        ),
+        (
+            &raw const janus_probe_vmmcall_access,
+            &raw const janus_probe_hypercall_fixup,
+        ),
+    ];
+    probes
+        .into_iter()
+        .find(|&(access, _)| access as u64 == rip)
+        .map(|(_, fixup)| fixup as u64)
 }

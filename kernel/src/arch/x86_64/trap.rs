@@ -240,6 +240,8 @@ const EXCEPTION_NAMES: [&str; 32] = [
     "reserved",
 ];
 
+const INVALID_OPCODE: u64 = 6;
+const GENERAL_PROTECTION: u64 = 13;
 const PAGE_FAULT: u64 = 14;
 
 /// The pseudo-vector of Xen PV's event upcall in [`TrapFrame::vector`]: no hardware
@@ -378,8 +380,10 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
         interrupt::handle(vector);
         return;
     }
-    if frame.vector == PAGE_FAULT
-        && let Some(fixup) = extable::fixup_for(frame.rip)
+    if matches!(
+        frame.vector,
+        INVALID_OPCODE | GENERAL_PROTECTION | PAGE_FAULT
+    ) && let Some(fixup) = extable::fixup_for(frame.rip)
     {
         frame.rip = fixup;
         return;
