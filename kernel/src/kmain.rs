@@ -366,15 +366,20 @@ fn run(boot: &BootInfo, hypervisor: &Detection, xen: Option<&Xen>, pv: Option<&X
     }
 
     let boot_cycles = ready - boot::boot_tsc();
+    // How long KVM kept this vCPU from running while it wanted to, over the whole run: what
+    // the benchmarks above lost to the host.
+    let steal = crate::time::kvmclock::steal_ns()
+        .map(|ns| alloc::format!(" steal_us={}", ns / 1000))
+        .unwrap_or_default();
     match frequency {
         Some(f) => println!(
-            "@janus done tests_passed={} tests_failed={} boot_us={}",
+            "@janus done tests_passed={} tests_failed={} boot_us={}{steal}",
             summary.passed,
             summary.failed,
             f.micros(boot_cycles)
         ),
         None => println!(
-            "@janus done tests_passed={} tests_failed={} boot_cycles={boot_cycles}",
+            "@janus done tests_passed={} tests_failed={} boot_cycles={boot_cycles}{steal}",
             summary.passed, summary.failed
         ),
     }

@@ -50,7 +50,8 @@ pub const REQUIRED_PC_CLOCK_BENCHES: [&str; 6] = [
 ];
 
 /// Self-tests every boot under Xen runs on top of [`REQUIRED_TESTS`].
-pub const REQUIRED_XEN_TESTS: [&str; 4] = [
+pub const REQUIRED_XEN_TESTS: [&str; 5] = [
+    "exception-probes",
     "xen-version",
     "xen-console-io",
     "xen-shared-info",

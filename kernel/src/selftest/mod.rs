@@ -14,7 +14,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use janus_hypercall::cpuid::{Detection, Hypervisor};
+use janus_hypercall::cpuid::Detection;
 
 use crate::platform::xen::Xen;
 use crate::println;
@@ -75,8 +75,12 @@ pub fn run_all(
         ("sleep", Box::new(time::sleep)),
         ("clock-vs-tsc", Box::new(time::clock_vs_tsc)),
     ];
-    if matches!(hypervisor.hypervisor, Hypervisor::Tcg | Hypervisor::None) {
-        tests.push(("exception-probes", Box::new(exception_probes::run)));
+    let kind = hypervisor.hypervisor;
+    if exception_probes::applies(kind) {
+        tests.push((
+            "exception-probes",
+            Box::new(move || exception_probes::run(kind)),
+        ));
     }
     match host_time {
         Some(host_time) => {

@@ -3,7 +3,9 @@
 //! `MSR_KVM_WALL_CLOCK_NEW` (Linux `Documentation/virt/kvm/x86/msr.rst`), and, with
 //! `STEAL_TIME`, how long this vCPU was runnable but not running (`MSR_KVM_STEAL_TIME`).
 //!
-//! Untested here: the machines this project runs on have no usable `/dev/kvm` (README).
+//! Untested in a guest: no machine this was developed on had `/dev/kvm` (README). The MSRs
+//! are written through the exception table, so a KVM that advertises a feature and then
+//! refuses its MSR costs the feature, not the boot.
 
 use core::fmt;
 use core::ptr::NonNull;
@@ -18,10 +20,10 @@ use janus_hypercall::xen::shared_info::{
     SEQLOCK_MAX_ATTEMPTS, SeqlockTimeout, VcpuTimeInfo, VcpuTimeInfoRef, read_versioned,
 };
 use spin::Once;
-use x86_64::registers::model_specific::Msr;
 
 use super::clock::Pvclock;
 use super::selection::Kind;
+use crate::arch::extable::{MsrRefused, probe_wrmsr};
 use crate::mm::kernel_space;
 use crate::mm::layout::phys_to_virt;
 
@@ -42,6 +44,8 @@ pub enum KvmclockError {
     NotAdvertised,
     OutOfFrames,
     Misaligned(MisalignedMsrAddress),
+    /// KVM refused the write to this MSR with #GP.
+    MsrRefused(&'static str),
     /// The record KVM filled in is unusable.
     Record(PvclockError),
     /// The wall-clock record never settled.
@@ -56,6 +60,7 @@ impl fmt::Display for KvmclockError {
             ),
             Self::OutOfFrames => f.write_str("no free frame for the kvmclock records"),
             Self::Misaligned(e) => write!(f, "{e}"),
+            Self::MsrRefused(msr) => write!(f, "KVM refused the write to {msr} (#GP)"),
             Self::Record(e) => write!(f, "kvmclock: {e}"),
             Self::WallClock(e) => write!(f, "kvmclock wall clock: {e}"),
         }
@@ -95,11 +100,12 @@ pub fn init(features: KvmFeatures) -> Result<Kvmclock, KvmclockError> {
         msr::system_time_msr_value(at(SYSTEM_TIME_OFFSET)).map_err(KvmclockError::Misaligned)?;
     let wall_clock =
         msr::wall_clock_msr_value(at(WALL_CLOCK_OFFSET)).map_err(KvmclockError::Misaligned)?;
-    // SAFETY: CPUID advertised CLOCKSOURCE2, so both MSRs exist; they make KVM write the
-    // records into this page, which nothing else uses.
+    // SAFETY: both make KVM write its records into this page, which nothing else uses.
     unsafe {
-        Msr::new(MSR_KVM_SYSTEM_TIME_NEW).write(system_time);
-        Msr::new(MSR_KVM_WALL_CLOCK_NEW).write(wall_clock);
+        probe_wrmsr(MSR_KVM_SYSTEM_TIME_NEW, system_time)
+            .map_err(|_| KvmclockError::MsrRefused("MSR_KVM_SYSTEM_TIME_NEW"))?;
+        probe_wrmsr(MSR_KVM_WALL_CLOCK_NEW, wall_clock)
+            .map_err(|_| KvmclockError::MsrRefused("MSR_KVM_WALL_CLOCK_NEW"))?;
     }
     // SAFETY: the offsets lie in the page (asserted above) at the records' alignment.
     let record = unsafe {
@@ -122,11 +128,18 @@ pub fn init(features: KvmFeatures) -> Result<Kvmclock, KvmclockError> {
     if features.contains(KvmFeatures::STEAL_TIME)
         && let Ok(value) = msr::steal_time_msr_value(at(STEAL_TIME_OFFSET))
     {
-        // SAFETY: CPUID advertised STEAL_TIME; KVM writes the zeroed record in this page.
-        unsafe { Msr::new(MSR_KVM_STEAL_TIME).write(value) };
-        // SAFETY: in the page, 64-byte aligned (asserted above).
-        let steal = unsafe { NonNull::new_unchecked(page.add(STEAL_TIME_OFFSET).cast()) };
-        STEAL.call_once(|| StealTimePtr(steal));
+        // SAFETY: KVM writes the zeroed record in this page, which nothing else uses.
+        match unsafe { probe_wrmsr(MSR_KVM_STEAL_TIME, value) } {
+            Ok(()) => {
+                // SAFETY: in the page, 64-byte aligned (asserted above).
+                let steal = unsafe { NonNull::new_unchecked(page.add(STEAL_TIME_OFFSET).cast()) };
+                STEAL.call_once(|| StealTimePtr(steal));
+            }
+            Err(MsrRefused) => crate::println!(
+                "warning: KVM advertises steal time but refused MSR_KVM_STEAL_TIME (#GP); no \
+                 steal time"
+            ),
+        }
     }
     Ok(Kvmclock {
         clock,

@@ -2,7 +2,8 @@
 //! and the handlers of #UD, #GP and #PF resume there instead of reporting a fatal fault (the
 //! same idea as Linux's exception tables). A byte read times a page-fault round trip and
 //! tests that unmapped memory really faults; a KVM hypercall finds out whether this KVM takes
-//! hypercalls the usual way before a benchmark relies on it.
+//! hypercalls the usual way before a benchmark relies on it; an MSR write lets a paravirtual
+//! MSR the hypervisor refuses cost only its feature.
 
 use janus_hypercall::kvm::hypercall::HypercallInstruction;
 use x86_64::VirtAddr;
@@ -45,6 +46,22 @@ janus_probe_vmmcall_access:
 janus_probe_hypercall_fixup:
     mov edx, 1
     ret
+
+    .global janus_probe_wrmsr
+janus_probe_wrmsr:
+    mov ecx, edi
+    mov eax, esi
+    mov rdx, rsi
+    shr rdx, 32
+    .global janus_probe_wrmsr_access
+janus_probe_wrmsr_access:
+    wrmsr
+    xor eax, eax
+    ret
+    .global janus_probe_wrmsr_fixup
+janus_probe_wrmsr_fixup:
+    mov eax, 1
+    ret
     "#
 );
 
@@ -64,6 +81,9 @@ unsafe extern "C" {
     fn janus_probe_vmmcall(nr: u32) -> ProbeResult;
     static janus_probe_vmmcall_access: u8;
     static janus_probe_hypercall_fixup: u8;
+    fn janus_probe_wrmsr(msr: u32, value: u64) -> u64;
+    static janus_probe_wrmsr_access: u8;
+    static janus_probe_wrmsr_fixup: u8;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +133,28 @@ pub fn probe_kvm_hypercall(
     }
 }
 
+/// The MSR write raised #GP: the MSR is not there, or refused the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsrRefused;
+
+/// Writes `value` to `msr`, or reports that the write faulted. For MSRs a hypervisor
+/// advertises but may still refuse (KVM turns steal time down where the host lacks the
+/// accounting), so a refusal costs the feature, not the boot.
+///
+/// # Safety
+/// Writing `value` to `msr` must be sound for the kernel when it succeeds (e.g. the memory
+/// it hands the hypervisor is the kernel's to give).
+pub unsafe fn probe_wrmsr(msr: u32, value: u64) -> Result<(), MsrRefused> {
+    // SAFETY: the write itself is the caller's promise; a #GP at it is caught by
+    // `fixup_for`.
+    let faulted = unsafe { janus_probe_wrmsr(msr, value) };
+    if faulted != 0 {
+        Err(MsrRefused)
+    } else {
+        Ok(())
+    }
+}
+
 /// Where to resume after a #UD, #GP or #PF at `rip`, if `rip` is a probe.
 pub fn fixup_for(rip: u64) -> Option<u64> {
     let probes = [
@@ -127,6 +169,10 @@ pub fn fixup_for(rip: u64) -> Option<u64> {
         (
             &raw const janus_probe_vmmcall_access,
             &raw const janus_probe_hypercall_fixup,
+        ),
+        (
+            &raw const janus_probe_wrmsr_access,
+            &raw const janus_probe_wrmsr_fixup,
         ),
     ];
     probes
