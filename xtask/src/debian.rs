@@ -388,8 +388,14 @@ fn sudo_prefix() -> &'static str {
 /// The package a `.deb` file holds, from its name: Debian names them
 /// `<package>_<version>_<arch>.deb`, and package names cannot contain `_`.
 fn package_name(file_name: &str) -> Option<&str> {
-    let (name, _) = file_name.strip_suffix(".deb")?.split_once('_')?;
-    Some(name)
+    package_and_version(file_name).map(|(name, _)| name)
+}
+
+/// The package and version of a `.deb` file, from its name (see [`package_name`]).
+pub fn package_and_version(file_name: &str) -> Option<(&str, &str)> {
+    let mut parts = file_name.strip_suffix(".deb")?.split('_');
+    let (name, version) = (parts.next()?, parts.next()?);
+    (!version.is_empty()).then_some((name, version))
 }
 
 /// Picks the package among a folder's file names: `None` when there is none, the names
@@ -543,6 +549,15 @@ mod tests {
             Some("linux-image-6.1.0-56-cloud-amd64")
         );
         assert_eq!(package_name("xen.elf"), None);
+        assert_eq!(
+            package_and_version(
+                "xen-hypervisor-4.17-amd64_4.17.7+13-g2445b30a44-0+deb12u1_amd64.deb"
+            ),
+            Some((
+                "xen-hypervisor-4.17-amd64",
+                "4.17.7+13-g2445b30a44-0+deb12u1"
+            ))
+        );
         assert_eq!(package_name("notes.deb"), None);
     }
 

@@ -60,7 +60,7 @@ pub struct Number {
     pub unit: String,
 }
 
-/// What the host says about its KVM's paging, e.g. "shadow (kvm_pvm)"; see
+/// What the host says about its KVM's paging, e.g. "shadow paging, kvm_pvm"; see
 /// [`super::host::kvm_paging`].
 pub type KvmPaging<'a> = Option<&'a str>;
 
@@ -465,10 +465,10 @@ mod tests {
             "kvm/microvm",
             "@janus bench pte-map-2mib-4k unit=ns n=100 min=1 median=2 p99=3 ptes=512 cycles_per_pte=73360",
         )]));
-        let c = Claims::answer(&s, Some("shadow (kvm_pvm)")).mmu;
+        let c = Claims::answer(&s, Some("shadow paging, kvm_pvm")).mmu;
         assert_eq!(c.numbers.len(), 5);
         assert!(
-            c.verdict.contains("KVM (shadow (kvm_pvm)) costs 10×"),
+            c.verdict.contains("KVM (shadow paging, kvm_pvm) costs 10×"),
             "{}",
             c.verdict
         );

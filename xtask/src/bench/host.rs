@@ -66,21 +66,16 @@ pub fn qemu_version(text: &str) -> Option<String> {
     (!version.is_empty()).then(|| version.to_string())
 }
 
-/// The version in a Debian package file name: `name_4.17.7+13-g2445b30a44-0+deb12u1_amd64.deb`
-/// → `4.17.7+13-g2445b30a44-0+deb12u1`.
-pub fn deb_version(file_name: &str) -> Option<String> {
-    let mut parts = file_name.strip_suffix(".deb")?.split('_');
-    let (_name, version) = (parts.next()?, parts.next()?);
-    (!version.is_empty()).then(|| version.to_string())
-}
-
 /// Xen's version: what the guest read from Xen (`xen=4.17` on its env line), with the
-/// Debian package's full version when it lies in `cache`.
+/// version of the Debian package `xen.elf` came from when it lies in `cache`.
 pub fn xen_version(from_guest: Option<&str>, cache: &Path) -> Option<String> {
     let package = fs::read_dir(cache).ok().and_then(|entries| {
         entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .find_map(|name| deb_version(&name))
+            .find_map(|name| {
+                let (package, version) = crate::debian::package_and_version(&name)?;
+                (package == crate::xen::fetch::PACKAGE).then(|| version.to_string())
+            })
     });
     match (from_guest, package) {
         (Some(guest), Some(package)) => Some(format!("{guest} (Debian {package})")),
@@ -175,7 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn qemu_and_deb_versions() {
+    fn qemu_versions() {
         assert_eq!(
             qemu_version(
                 "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)\nCopyright ..."
@@ -184,12 +179,6 @@ mod tests {
             Some("7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)")
         );
         assert_eq!(qemu_version("nonsense"), None);
-        assert_eq!(
-            deb_version("xen-hypervisor-4.17-amd64_4.17.7+13-g2445b30a44-0+deb12u1_amd64.deb")
-                .as_deref(),
-            Some("4.17.7+13-g2445b30a44-0+deb12u1")
-        );
-        assert_eq!(deb_version("xen.elf"), None);
     }
 
     #[test]
