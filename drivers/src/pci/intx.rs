@@ -104,6 +104,13 @@ pub fn intx_route(routing: Option<IntxRouting>, function: &Function) -> IntxRout
     }
 }
 
+/// Where a function's INTx arrives: an IOAPIC input, and how the line signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntxLine {
+    pub gsi: u32,
+    pub signal: Signal,
+}
+
 /// The IOAPIC input `route` reaches and how the line signals. `pirq_route` reads the PIIX3
 /// route register of a PIRQ; an ISA IRQ goes through the MADT's `overrides`. A line no
 /// override describes is taken as QEMU's DSDT declares every PCI interrupt link:
@@ -112,19 +119,25 @@ pub fn reached_input(
     route: IntxRoute,
     pirq_route: impl FnOnce(u8) -> u8,
     overrides: &[isa_irq::Override],
-) -> Option<(u32, Signal)> {
+) -> Option<IntxLine> {
     let irq = match route {
         IntxRoute::Piix3Pirq(pirq) => piix3_routed_irq(pirq_route(pirq))?,
         IntxRoute::IsaIrq(irq) => irq,
-        IntxRoute::Gsi(gsi) => return Some((gsi, Signal::LEVEL_HIGH)),
+        IntxRoute::Gsi(gsi) => {
+            return Some(IntxLine {
+                gsi,
+                signal: Signal::LEVEL_HIGH,
+            });
+        }
         IntxRoute::Unrouted => return None,
     };
-    Some(isa_irq::resolve(irq, overrides, Signal::LEVEL_HIGH))
+    let (gsi, signal) = isa_irq::resolve(irq, overrides, Signal::LEVEL_HIGH);
+    Some(IntxLine { gsi, signal })
 }
 
 /// The ISA IRQ a PIIX3 PIRQRC register value sends its PIRQ to, if routing is on and the IRQ
 /// is one the PIIX3 can route to (the datasheet reserves 0-2, 8 and 13).
-pub fn piix3_routed_irq(route: u8) -> Option<u8> {
+fn piix3_routed_irq(route: u8) -> Option<u8> {
     let irq = route & 0x0f;
     (route & PIIX3_PIRQ_ROUTE_DISABLED == 0 && !matches!(irq, 0..=2 | 8 | 13)).then_some(irq)
 }
@@ -174,7 +187,7 @@ mod tests {
     /// The IOAPIC input a route reaches, reading PIIX3 route registers from `piix3_routes`,
     /// without MADT overrides.
     fn reached_gsi(route: IntxRoute, piix3_routes: [u8; 4]) -> Option<u32> {
-        reached_input(route, |pirq| piix3_routes[usize::from(pirq)], &[]).map(|(gsi, _)| gsi)
+        reached_input(route, |pirq| piix3_routes[usize::from(pirq)], &[]).map(|line| line.gsi)
     }
 
     #[test]
@@ -334,7 +347,10 @@ mod tests {
         }];
         assert_eq!(
             reached_input(net, |pirq| QBOOT_PIRQ_ROUTES[usize::from(pirq)], &qemu),
-            Some((11, Signal::LEVEL_HIGH))
+            Some(IntxLine {
+                gsi: 11,
+                signal: Signal::LEVEL_HIGH
+            })
         );
         let moved = [Override {
             irq: 11,
@@ -348,17 +364,26 @@ mod tests {
         };
         assert_eq!(
             reached_input(net, |pirq| QBOOT_PIRQ_ROUTES[usize::from(pirq)], &moved),
-            Some((19, level_low))
+            Some(IntxLine {
+                gsi: 19,
+                signal: level_low
+            })
         );
         let behind_bridge = intx_route(Some(IntxRouting::Piix3), &function(1, 0, 1, 11));
         assert_eq!(
             reached_input(behind_bridge, |_| unreachable!(), &moved),
-            Some((19, level_low))
+            Some(IntxLine {
+                gsi: 19,
+                signal: level_low
+            })
         );
         let q35 = intx_route(Some(IntxRouting::Ich9), &function(0, 2, 1, 11));
         assert_eq!(
             reached_input(q35, |_| unreachable!(), &moved),
-            Some((22, Signal::LEVEL_HIGH))
+            Some(IntxLine {
+                gsi: 22,
+                signal: Signal::LEVEL_HIGH
+            })
         );
     }
 }

@@ -41,8 +41,7 @@ pub use command::{disable_intx, enable};
 pub use config::{ConfigSpace, Ecam, PortIo};
 pub use enumerate::{EnumerationProblem, Function, HeaderType, enumerate, enumerate_from};
 pub use intx::{
-    IntxRoute, IntxRouting, PIIX3_ISA_BRIDGE, PIIX3_PIRQ_ROUTE, intx_route, piix3_routed_irq,
-    reached_input,
+    IntxLine, IntxRoute, IntxRouting, PIIX3_ISA_BRIDGE, PIIX3_PIRQ_ROUTE, intx_route, reached_input,
 };
 
 /// Where a function sits: bus, device (0..32) and function (0..8) numbers.

@@ -9,13 +9,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::{Range, RangeInclusive};
 
-use janus_drivers::ioapic::Signal;
 use janus_drivers::isa_irq;
 use janus_drivers::pci::msix::{self, MsixCapability, MsixTable};
 use janus_drivers::pci::virtio::{self as virtio_pci, VirtioPciCapability};
 use janus_drivers::pci::{
-    self as bus, Address, Bar, BarAllocator, ConfigSpace, Ecam, Function, IntxRouting, PortIo,
-    command,
+    self as bus, Address, Bar, BarAllocator, ConfigSpace, Ecam, Function, IntxLine, IntxRouting,
+    PortIo, command,
 };
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
@@ -250,14 +249,7 @@ fn intx_line(
             bus::PIIX3_PIRQ_ROUTE + u16::from(pirq),
         )
     };
-    bus::reached_input(route, pirq_route, overrides).map(|(gsi, signal)| IntxLine { gsi, signal })
-}
-
-/// Where a function's INTx arrives.
-#[derive(Clone, Copy)]
-struct IntxLine {
-    gsi: u32,
-    signal: Signal,
+    bus::reached_input(route, pirq_route, overrides)
 }
 
 /// Places and maps the function's memory BARs, turns on decoding and bus mastering, and

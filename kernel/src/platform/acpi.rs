@@ -1,8 +1,8 @@
 //! ACPI: finding the RSDP and reading the tables that say where the clock, interrupt and
 //! device hardware is: the FADT (PM timer, RTC century register, the DSDT's address), the
 //! HPET table, the MADT (I/O APICs, ISA IRQ overrides, local APIC address), the MCFG (PCI
-//! Express ECAM windows) and the DSDT (virtio-mmio transports). References are to ACPI 6.5 chapter 5.2, the IA-PC
-//! HPET specification 1.0a and the PCI Firmware Specification 3.2.
+//! Express ECAM windows) and the DSDT (virtio-mmio transports). References are to ACPI 6.5
+//! chapter 5.2, the IA-PC HPET specification 1.0a and the PCI Firmware Specification 3.2.
 //!
 //! The tables come from the host and are untrusted. Physical memory is reached only through
 //! [`PhysRead`]; each table is copied out whole, its signature, length (at most
